@@ -1,0 +1,338 @@
+"""Config dataclasses, one per component, validated on construction.
+
+A YAML file (``configs/*.yaml``) holds two sections, ``model`` and ``train``;
+:func:`load_config` reads it, applies ``key=value`` overrides and returns an
+:class:`ExperimentConfig`. Every field is checked in ``__post_init__`` and an
+invalid value raises :class:`~dsvae.errors.ConfigError` naming the key and the
+valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from dsvae.errors import ConfigError
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def _check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be {bound}, got {value!r}")
+
+
+@dataclass
+class FrameNetConfig:
+    """Per-frame encoder and the mirrored decoder p(x_t | z_t, f).
+
+    ``kind="conv"`` is for images (C, H, W): ``channels[i]`` filters of size
+    ``kernel`` with stride ``strides[i]``; the decoder mirrors it with transposed
+    convolutions. ``kind="mlp"`` is for feature vectors (D,), e.g. spectra, with
+    hidden layer sizes ``hidden``. Both map a frame to ``feature_dim`` features.
+    """
+
+    kind: Literal["conv", "mlp"] = "conv"
+    channels: list[int] = field(default_factory=lambda: [64, 64, 64, 64])
+    strides: list[int] = field(default_factory=lambda: [1, 2, 2, 2])
+    kernel: int = 5
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    feature_dim: int = 256
+    batch_norm: bool = True
+
+    def __post_init__(self) -> None:
+        _check_choice("model.frames.kind", self.kind, ("conv", "mlp"))
+        _check_positive("model.frames.feature_dim", self.feature_dim)
+        if self.kind == "conv":
+            if not self.channels:
+                raise ConfigError("model.frames.channels must list at least one layer width")
+            if len(self.strides) != len(self.channels):
+                raise ConfigError(
+                    "model.frames.strides must have one entry per conv layer: "
+                    f"{len(self.channels)} channels but {len(self.strides)} strides"
+                )
+            for s in self.strides:
+                _check_choice("model.frames.strides[i]", s, (1, 2))
+            if self.kernel < 1 or self.kernel % 2 == 0:
+                raise ConfigError(f"model.frames.kernel must be odd and >= 1, got {self.kernel}")
+            for c in self.channels:
+                _check_positive("model.frames.channels[i]", c)
+        for h in self.hidden:
+            _check_positive("model.frames.hidden[i]", h)
+
+    @property
+    def downsample(self) -> int:
+        """Factor by which the conv encoder shrinks H and W."""
+        return 2 ** sum(1 for s in self.strides if s == 2)
+
+
+@dataclass
+class LikelihoodConfig:
+    """The observation model p(x_t | z_t, f).
+
+    ``bernoulli``: binary frames, decoder outputs logits. ``gaussian``: a Normal
+    with mean from the decoder and a scale that is ``fixed`` (``scale``) or
+    ``learned`` (one log-scale per channel, or per dimension for vectors).
+    ``mean_activation="sigmoid"`` keeps image means in [0, 1].
+    """
+
+    kind: Literal["bernoulli", "gaussian"] = "bernoulli"
+    scale: Literal["fixed", "learned"] = "fixed"
+    scale_value: float = 0.1
+    mean_activation: Literal["sigmoid", "none"] = "sigmoid"
+    min_scale: float = 1e-3
+
+    def __post_init__(self) -> None:
+        _check_choice("model.likelihood.kind", self.kind, ("bernoulli", "gaussian"))
+        _check_choice("model.likelihood.scale", self.scale, ("fixed", "learned"))
+        _check_choice("model.likelihood.mean_activation", self.mean_activation, ("sigmoid", "none"))
+        _check_positive("model.likelihood.scale_value", self.scale_value)
+        _check_positive("model.likelihood.min_scale", self.min_scale)
+
+
+@dataclass
+class ModelConfig:
+    """The DSVAE of Eq. 1 with the factorised (Eq. 3) or full (Eq. 4) posterior.
+
+    ``frame_shape`` is (C, H, W) for images or (D,) for vectors; it may be left
+    out of a YAML file, and training fills it in from the data set.
+    """
+
+    f_dim: int = 256
+    z_dim: int = 32
+    hidden_dim: int = 512
+    posterior: Literal["factorised", "full"] = "factorised"
+    frame_shape: list[int] | None = None
+    frames: FrameNetConfig = field(default_factory=FrameNetConfig)
+    likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("f_dim", "z_dim", "hidden_dim"):
+            _check_positive(f"model.{name}", getattr(self, name))
+        _check_choice("model.posterior", self.posterior, ("factorised", "full"))
+        if self.frame_shape is not None:
+            self.frame_shape = list(self.frame_shape)
+            self.validate_frame_shape(self.frame_shape)
+
+    def validate_frame_shape(self, shape: list[int]) -> None:
+        """Check that this network can model frames of ``shape``."""
+        if self.frames.kind == "conv":
+            if len(shape) != 3 or shape[0] not in (1, 3):
+                raise ConfigError(
+                    f"a conv frame network needs image frames (C, H, W) with C in [1, 3], "
+                    f"got frame shape {tuple(shape)}; use model.frames.kind=mlp for vectors"
+                )
+            c, h, w = shape
+            d = self.frames.downsample
+            if h != w or h % d != 0:
+                raise ConfigError(
+                    f"frames must be square with a side divisible by {d} (the conv encoder "
+                    f"downsamples by {d}), e.g. 32x32 or 64x64; got {h}x{w}"
+                )
+        elif len(shape) != 1:
+            raise ConfigError(
+                f"an mlp frame network needs vector frames (D,), got frame shape {tuple(shape)}; "
+                "use model.frames.kind=conv for images"
+            )
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and run settings (Adam, as in the paper)."""
+
+    seed: int = 0
+    batch_size: int = 32
+    lr: float = 2e-4
+    max_epochs: int = 10
+    max_steps: int = -1
+    max_time_minutes: float | None = None
+    val_fraction: float = 0.05
+    beta_f: float = 1.0
+    beta_z: float = 1.0
+    kl_warmup_steps: int = 0
+    grad_clip: float | None = None
+    num_workers: int = 0
+    accelerator: str = "auto"
+    devices: int | str = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    checkpoint_every_n_epochs: int = 1
+    log_every_n_steps: int = 10
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        _check_positive("train.batch_size", self.batch_size)
+        _check_positive("train.lr", self.lr)
+        _check_positive("train.max_epochs", self.max_epochs)
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ConfigError(f"train.max_steps must be -1 (no limit) or > 0, got {self.max_steps}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"train.val_fraction must be in [0, 1), got {self.val_fraction}")
+        for name in ("beta_f", "beta_z", "kl_warmup_steps", "num_workers"):
+            _check_positive(f"train.{name}", getattr(self, name), allow_zero=True)
+        if self.max_time_minutes is not None:
+            _check_positive("train.max_time_minutes", self.max_time_minutes)
+        if self.grad_clip is not None:
+            _check_positive("train.grad_clip", self.grad_clip)
+        _check_positive("train.checkpoint_every_n_epochs", self.checkpoint_every_n_epochs)
+        _check_positive("train.log_every_n_steps", self.log_every_n_steps)
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment: the model and how to train it."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ----------------------------------------------------------------------------- dict <-> dataclass
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a plain dict, checking keys and types.
+
+    Unknown keys and values of the wrong type raise :class:`ConfigError` with the
+    dotted key, e.g. ``model.z_dim``, and the valid keys.
+    """
+    where = prefix.rstrip(".") or "the config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {prefix}{unknown[0]!s} in {where}; valid keys: {sorted(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _coerce(hints[k], v, f"{prefix}{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _coerce(option, value, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key} has an invalid value {value!r}")
+    if origin is Literal:
+        _check_choice(key, value, typing.get_args(tp))
+        return value
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        (item_type,) = typing.get_args(tp)
+        return [_coerce(item_type, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    return _coerce_scalar(tp, value, key)
+
+
+def _coerce_scalar(tp: Any, value: Any, key: str) -> Any:
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - every field type is listed above
+        raise TypeError(f"unsupported config type {tp} for {key}")
+    raise ConfigError(f"{key} must be of type {tp.__name__}, got {value!r}")
+
+
+def to_dict(config: Any) -> dict:
+    """Plain-dict form of a config dataclass (for YAML / JSON)."""
+    return dataclasses.asdict(config)
+
+
+# ----------------------------------------------------------------------------- YAML and overrides
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value``; the value is read as YAML (``3``, ``0.1``, ``[1, 2]``, ``full``)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value, e.g. model.z_dim=16")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: cannot read the value as YAML ({err})") from err
+    return parts, value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Return a copy of ``data`` with each ``key=value`` override applied."""
+    data = _deep_copy(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = data
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping with clear errors for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; see configs/ for examples")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping with model: and train: sections")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load an :class:`ExperimentConfig` from YAML (or defaults) plus ``key=value`` overrides."""
+    data = read_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides or [])
+    return from_dict(ExperimentConfig, data)
+
+
+def dump_yaml(config: Any) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

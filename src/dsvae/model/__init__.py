@@ -1,0 +1,35 @@
+"""The DSVAE model: networks named after the distributions they parameterise."""
+
+from dsvae.model.distributions import FrameLikelihood, diag_gaussian, rsample
+from dsvae.model.dsvae import DSVAE, DSVAEOutput
+from dsvae.model.frames import (
+    ConvFrameDecoder,
+    ConvFrameEncoder,
+    MlpFrameDecoder,
+    MlpFrameEncoder,
+)
+from dsvae.model.io import load_model, save_model
+from dsvae.model.posteriors import (
+    FactorisedDynamicsPosterior,
+    FullDynamicsPosterior,
+    StaticPosterior,
+)
+from dsvae.model.prior import DynamicsPrior
+
+__all__ = [
+    "DSVAE",
+    "ConvFrameDecoder",
+    "ConvFrameEncoder",
+    "DSVAEOutput",
+    "DynamicsPrior",
+    "FactorisedDynamicsPosterior",
+    "FrameLikelihood",
+    "FullDynamicsPosterior",
+    "MlpFrameDecoder",
+    "MlpFrameEncoder",
+    "StaticPosterior",
+    "diag_gaussian",
+    "load_model",
+    "rsample",
+    "save_model",
+]

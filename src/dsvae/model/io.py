@@ -1,0 +1,86 @@
+"""Saved models: a folder with ``config.json`` and ``model.safetensors``; nothing pickled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from dsvae.config import ModelConfig, from_dict, to_dict
+from dsvae.errors import ConfigError, ModelFileError
+from dsvae.io import atomic_path, atomic_write_json
+from dsvae.model.dsvae import DSVAE
+
+FORMAT = "dsvae-model"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def save_model(model: DSVAE, directory: str | Path) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically each)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    atomic_write_json(
+        directory / CONFIG_FILE,
+        {"format": FORMAT, "format_version": FORMAT_VERSION, "model": to_dict(model.config)},
+    )
+    return directory
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A saved model folder, or a run folder whose ``model/`` holds one."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path} does not exist; pass a run folder or a saved model folder")
+    if (path / CONFIG_FILE).is_file():
+        return path
+    if (path / "model" / CONFIG_FILE).is_file():
+        return path / "model"
+    hint = ""
+    if (path / "checkpoints").is_dir():
+        hint = " (the run has checkpoints but no final model: finish it with `dsvae train ... --resume`)"
+    raise ModelFileError(f"{path} has no {CONFIG_FILE}: not a saved dsvae model or run folder{hint}")
+
+
+def read_model_config(directory: Path) -> ModelConfig:
+    try:
+        data = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"{directory / CONFIG_FILE} is not valid JSON: {err}") from err
+    if not isinstance(data, dict) or data.get("format") != FORMAT or "model" not in data:
+        raise ModelFileError(f"{directory / CONFIG_FILE} is not a dsvae model config")
+    try:
+        return from_dict(ModelConfig, data["model"], "model.")
+    except ConfigError as err:
+        raise ModelFileError(f"{directory / CONFIG_FILE}: {err}") from err
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> DSVAE:
+    """Load a model saved by :func:`save_model` (from its folder or a run folder), in eval mode."""
+    directory = resolve_model_dir(path)
+    config = read_model_config(directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelFileError(f"{directory} has no {WEIGHTS_FILE}")
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFileError(
+            f"{weights} is not a valid safetensors file ({err}); dsvae never loads pickled weights"
+        ) from err
+    model = DSVAE(config)
+    expected = model.state_dict()
+    bad = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
+    missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()
+    if bad or missing or unexpected:
+        detail = bad[:3] or sorted(missing)[:3] or sorted(unexpected)[:3]
+        raise ModelFileError(f"{weights} does not match {CONFIG_FILE}: tensors {detail} differ")
+    model.load_state_dict(state)
+    return model.eval()

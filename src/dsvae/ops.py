@@ -1,0 +1,211 @@
+"""Every operation of Section 2 as a function of a trained :class:`~dsvae.model.DSVAE`.
+
+All functions take model-space frames (B, T, *frame) as floats (see
+``dsvae.data.prepare_frames``), run without gradients, and take randomness only
+from an explicit ``generator``: the same generator state gives the same output.
+They return the mean of p(x_t | z_t, f) (probabilities for Bernoulli frames).
+Encodings use the posterior means unless ``sample=True``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch.distributions import Independent
+
+from dsvae.errors import DataError
+from dsvae.model.distributions import rsample
+from dsvae.model.dsvae import DSVAE
+
+
+@dataclass
+class Encoding:
+    """The posterior of a batch: q(f | x_1:T), q(z | ...) and the latents used."""
+
+    q_f: Independent
+    q_z: Independent
+    f: torch.Tensor  # (B, F)
+    z: torch.Tensor  # (B, T, Z)
+
+
+def _draw(dist: Independent, sample: bool, generator: torch.Generator | None) -> torch.Tensor:
+    return rsample(dist, generator) if sample else dist.mean
+
+
+@torch.no_grad()
+def encode(
+    model: DSVAE, x: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None
+) -> Encoding:
+    """Infer f ~ q(f | x_1:T) and z_1:T ~ q(z_1:T | ...) (means unless ``sample``)."""
+    features = model.encode_features(x)
+    q_f = model.posterior_f(features)
+    f = _draw(q_f, sample, generator)
+    q_z = model.posterior_z(features, f)
+    return Encoding(q_f, q_z, f, _draw(q_z, sample, generator))
+
+
+@torch.no_grad()
+def decode(model: DSVAE, z: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """Mean of p(x_t | z_t, f) for z (B, T, Z) and f (B, F): frames (B, T, *frame)."""
+    return model.decode(z, f).mean
+
+
+@torch.no_grad()
+def reconstruct(
+    model: DSVAE, x: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Encode ``x`` and decode it again (Fig. 3 b)."""
+    enc = encode(model, x, sample=sample, generator=generator)
+    return decode(model, enc.z, enc.f)
+
+
+@torch.no_grad()
+def generate(
+    model: DSVAE, n: int, length: int, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Unconditional generation: f ~ p(f), z_1:T ~ p(z_1:T), n sequences of ``length``."""
+    _check_count(n, length)
+    f = model.sample_f(n, generator)
+    z = model.sample_z(n, length, generator)
+    return decode(model, z, f)
+
+
+@torch.no_grad()
+def generate_fixed_f(
+    model: DSVAE,
+    k: int,
+    length: int,
+    *,
+    f: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One content f (given (F,), or f ~ p(f)) with K dynamics z^k_1:T ~ p(z_1:T) (Fig. 3 g)."""
+    _check_count(k, length)
+    f = model.sample_f(1, generator)[0] if f is None else f
+    z = model.sample_z(k, length, generator)
+    return decode(model, z, f.expand(k, -1))
+
+
+@torch.no_grad()
+def generate_fixed_z(
+    model: DSVAE,
+    k: int,
+    length: int | None = None,
+    *,
+    z: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One dynamics z_1:T (given (T, Z), or drawn from the prior) with K contents f^k ~ p(f) (Fig. 3 h)."""
+    if z is None:
+        if length is None:
+            raise ValueError("generate_fixed_z needs either z or length")
+        _check_count(k, length)
+        z = model.sample_z(1, length, generator)[0]
+    f = model.sample_f(k, generator)
+    return decode(model, z.expand(k, -1, -1), f)
+
+
+@torch.no_grad()
+def conditional_generate(
+    model: DSVAE,
+    x: torch.Tensor,
+    keep: Literal["f", "z"],
+    *,
+    sample: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Keep one factor of ``x`` and draw the other from the prior.
+
+    ``keep="f"``: f from q(f | x_1:T), z_1:T ~ p(z_1:T) -- same content, new
+    motion (Fig. 3 d). ``keep="z"``: z_1:T from the posterior, f ~ p(f) -- same
+    motion, new content (Fig. 3 c); for full q the posterior of z is conditioned
+    on the encoded f, as in training.
+    """
+    if keep not in ("f", "z"):
+        raise ValueError(f"keep must be 'f' or 'z', got {keep!r}")
+    enc = encode(model, x, sample=sample, generator=generator)
+    b, t = x.shape[:2]
+    if keep == "f":
+        return decode(model, model.sample_z(b, t, generator), enc.f)
+    return decode(model, enc.z, model.sample_f(b, generator))
+
+
+@torch.no_grad()
+def swap(
+    model: DSVAE,
+    x_a: torch.Tensor,
+    x_b: torch.Tensor,
+    *,
+    sample: bool = False,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature swap (Fig. 3 e, f): returns (f^a with z^b, f^b with z^a).
+
+    Each sequence is encoded on its own, so for full q the dynamics z^b come
+    from q(z | f^b, x^b) with f^b encoded too (footnote 1).
+    """
+    if x_a.shape != x_b.shape:
+        raise DataError(f"swap needs two batches of the same shape, got {tuple(x_a.shape)} and {tuple(x_b.shape)}")
+    a = encode(model, x_a, sample=sample, generator=generator)
+    b = encode(model, x_b, sample=sample, generator=generator)
+    return decode(model, b.z, a.f), decode(model, a.z, b.f)
+
+
+def _check_count(n: int, length: int) -> None:
+    if n < 1 or length < 1:
+        raise ValueError(f"need at least one sequence of at least one frame, got n={n}, length={length}")
+
+
+def observed_mask(batch: int, length: int, observed: int, device=None) -> torch.Tensor:
+    """Mask (B, T) that observes the first ``observed`` frames (prediction)."""
+    if not 1 <= observed <= length:
+        raise DataError(f"the number of observed frames must be in 1..{length}, got {observed}")
+    mask = torch.zeros(batch, length, dtype=torch.bool, device=device)
+    mask[:, :observed] = True
+    return mask
+
+
+@torch.no_grad()
+def impute(
+    model: DSVAE,
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    observed: int | None = None,
+    sample: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Fill in missing frames with the prior dynamics (Section 4.3).
+
+    ``mask`` (B, T) is True where a frame is observed; ``observed=t`` is the
+    prediction case, observing frames 1..t. The conditioning is:
+
+    * f from q(f | observed frames): the bi-LSTM reads only the observed frames;
+    * for an observed step, z_t from the posterior (q(z_t | x_t), or for full q
+      q(z | f, observed frames), whose networks read only the observed frames);
+    * for a missing step, z_t from the prior p(z_t | z_<t), where z_<t mixes the
+      posterior values of earlier observed steps and the values filled in before.
+
+    Every frame, observed or not, is then decoded from (z_t, f). Missing frames'
+    pixels are never read. Means are used unless ``sample=True``.
+    """
+    b, t = x.shape[:2]
+    if (mask is None) == (observed is None):
+        raise ValueError("impute needs exactly one of mask= or observed=")
+    mask = observed_mask(b, t, observed, x.device) if mask is None else mask.to(x.device).bool()
+    if mask.shape != (b, t):
+        raise DataError(f"mask must have shape (B, T) = {(b, t)}, got {tuple(mask.shape)}")
+    if not mask.any(dim=1).all():
+        raise DataError("the mask hides every frame of a sequence; observe at least one frame per sequence")
+    features = model.encode_features(x)
+    f = _draw(model.posterior_f(features, mask), sample, generator)
+    z_post = _draw(model.posterior_z(features, f, mask), sample, generator)  # (B, T, Z)
+    z_prev, state, steps = torch.zeros_like(z_post[:, 0]), None, []
+    for step in range(t):
+        prior, state = model.prior.step(z_prev, state)
+        z_prior = _draw(prior, sample, generator)
+        z_prev = torch.where(mask[:, step, None], z_post[:, step], z_prior)
+        steps.append(z_prev)
+    return decode(model, torch.stack(steps, dim=1), f)
