@@ -233,7 +233,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
                 return _coerce(option, value, key)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key} has an invalid value {value!r}")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{key} has an invalid value {value!r}"
+        )
     if origin is Literal:
         _check_choice(key, value, typing.get_args(tp))
         return value
@@ -327,7 +329,9 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> ExperimentConfig:
     """Load an :class:`ExperimentConfig` from YAML (or defaults) plus ``key=value`` overrides."""
     data = read_yaml(path) if path is not None else {}
     data = apply_overrides(data, overrides or [])

@@ -147,7 +147,9 @@ def swap(
     from q(z | f^b, x^b) with f^b encoded too (footnote 1).
     """
     if x_a.shape != x_b.shape:
-        raise DataError(f"swap needs two batches of the same shape, got {tuple(x_a.shape)} and {tuple(x_b.shape)}")
+        raise DataError(
+            f"swap needs two batches of the same shape, got {tuple(x_a.shape)} and {tuple(x_b.shape)}"
+        )
     a = encode(model, x_a, sample=sample, generator=generator)
     b = encode(model, x_b, sample=sample, generator=generator)
     return decode(model, b.z, a.f), decode(model, a.z, b.f)
@@ -155,7 +157,9 @@ def swap(
 
 def _check_count(n: int, length: int) -> None:
     if n < 1 or length < 1:
-        raise ValueError(f"need at least one sequence of at least one frame, got n={n}, length={length}")
+        raise ValueError(
+            f"need at least one sequence of at least one frame, got n={n}, length={length}"
+        )
 
 
 def observed_mask(batch: int, length: int, observed: int, device=None) -> torch.Tensor:
@@ -198,7 +202,9 @@ def impute(
     if mask.shape != (b, t):
         raise DataError(f"mask must have shape (B, T) = {(b, t)}, got {tuple(mask.shape)}")
     if not mask.any(dim=1).all():
-        raise DataError("the mask hides every frame of a sequence; observe at least one frame per sequence")
+        raise DataError(
+            "the mask hides every frame of a sequence; observe at least one frame per sequence"
+        )
     features = model.encode_features(x)
     f = _draw(model.posterior_f(features, mask), sample, generator)
     z_post = _draw(model.posterior_z(features, f, mask), sample, generator)  # (B, T, Z)

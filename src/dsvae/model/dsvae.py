@@ -63,7 +63,9 @@ class DSVAE(nn.Module):
             config.frames, shape, config.z_dim + config.f_dim
         )
         self.static_posterior = StaticPosterior(e, h, config.f_dim)
-        self.dynamics_posterior = DYNAMICS_POSTERIORS[config.posterior](e, h, config.z_dim, config.f_dim)
+        self.dynamics_posterior = DYNAMICS_POSTERIORS[config.posterior](
+            e, h, config.z_dim, config.f_dim
+        )
         self.prior = DynamicsPrior(config.z_dim, h)
         self.likelihood = FrameLikelihood(config.likelihood, shape)
 
@@ -118,7 +120,9 @@ class DSVAE(nn.Module):
         """f ~ p(f) = N(0, I), shape (B, F)."""
         return rsample(self.prior_f(batch), generator)
 
-    def sample_z(self, batch: int, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_z(
+        self, batch: int, length: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """z_1:T ~ p(z_1:T) by ancestral sampling of the LSTM prior, shape (B, T, Z)."""
         return self.prior.sample(batch, length, generator=generator)
 

@@ -46,7 +46,9 @@ def resolve_model_dir(path: str | Path) -> Path:
     hint = ""
     if (path / "checkpoints").is_dir():
         hint = " (the run has checkpoints but no final model: finish it with `dsvae train ... --resume`)"
-    raise ModelFileError(f"{path} has no {CONFIG_FILE}: not a saved dsvae model or run folder{hint}")
+    raise ModelFileError(
+        f"{path} has no {CONFIG_FILE}: not a saved dsvae model or run folder{hint}"
+    )
 
 
 def read_model_config(directory: Path) -> ModelConfig:

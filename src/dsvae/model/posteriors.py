@@ -10,7 +10,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from dsvae.model.distributions import diag_gaussian
 
 
-def compact_observed(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def compact_observed(
+    features: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Move each row's observed steps to the front, keeping their order.
 
     ``features`` (B, T, E), ``mask`` (B, T) bool with at least one True per row.
@@ -82,9 +84,7 @@ class FullDynamicsPosterior(nn.Module):
 
     def __init__(self, feature_dim: int, hidden_dim: int, z_dim: int, f_dim: int) -> None:
         super().__init__()
-        self.bilstm = nn.LSTM(
-            feature_dim + f_dim, hidden_dim, batch_first=True, bidirectional=True
-        )
+        self.bilstm = nn.LSTM(feature_dim + f_dim, hidden_dim, batch_first=True, bidirectional=True)
         self.rnn = nn.RNN(2 * hidden_dim, hidden_dim, batch_first=True)
         self.head = nn.Linear(hidden_dim, 2 * z_dim)
 

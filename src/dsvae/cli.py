@@ -1,0 +1,347 @@
+"""The ``dsvae`` command: parse, call the library, print where the outputs went.
+
+Errors in what the user passed (a bad config, a missing data set, a model folder
+without config.json, ...) print one line and exit with status 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from dsvae.errors import DsvaeError
+
+EPILOG_MAIN = """\
+examples:
+  dsvae quickstart --out dsvae-quickstart
+  dsvae data bouncing-ball --out data/ball --n 5000 --length 30
+  dsvae train configs/quickstart.yaml --data data/ball --out runs/ball
+  dsvae swap runs/ball --data data/ball --out pictures/swap
+"""
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _add(sub, name: str, help: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name, help=help, description=description, epilog=epilog, formatter_class=_formatter
+    )
+
+
+# ----------------------------------------------------------------------------- parsers
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dsvae",
+        description="Disentangled Sequential Autoencoder (Li & Mandt, ICML 2018): learn a static "
+        "latent f (content) and dynamic latents z_t (motion) from video or audio sequences.",
+        epilog=EPILOG_MAIN,
+        formatter_class=_formatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _quickstart_parser(sub)
+    _data_parser(sub)
+    _train_parser(sub)
+    _operation_parsers(sub)
+    return parser
+
+
+def _quickstart_parser(sub) -> None:
+    p = _add(
+        sub,
+        "quickstart",
+        "simulate data, train a small model, draw pictures (CPU, ~5 min)",
+        "Simulate a small bouncing-ball data set, train the quickstart model on the CPU and write "
+        "PNG grids and GIFs of reconstruction, generation, swapping and imputation.",
+        "example:\n  dsvae quickstart --out dsvae-quickstart --minutes 3",
+    )
+    p.add_argument("--out", type=Path, default=Path("dsvae-quickstart"), help="output folder")
+    p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
+    p.add_argument("--n", type=int, default=1000, help="training sequences to simulate")
+    p.add_argument("--length", type=int, default=16, help="frames per sequence")
+    p.add_argument("--seed", type=int, default=0, help="seed for data, model and pictures")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set model.posterior=full (repeatable)",
+    )
+    p.set_defaults(func=cmd_quickstart)
+
+
+def _data_parser(sub) -> None:
+    p = _add(
+        sub,
+        "data",
+        "build a data set folder",
+        "Build a data set folder (frames.npy, labels.npz, meta.json).",
+        "example:\n  dsvae data bouncing-ball --out data/ball",
+    )
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    b = _add(
+        kinds,
+        "bouncing-ball",
+        "a ball bouncing in an irregular polygon (paper Sec. 4.3)",
+        "Simulate a ball of radius 3 bouncing elastically inside the irregular polygon of "
+        "Fraccaro et al. (2017) with pymunk; binary frames, ball positions stored as labels. "
+        "The defaults are the paper's: 5,000 sequences of 30 frames at 32x32.",
+        "example:\n  dsvae data bouncing-ball --out data/ball --n 5000 --length 30 --seed 0",
+    )
+    b.add_argument("--out", type=Path, required=True, help="folder to create")
+    b.add_argument("--n", type=int, default=5000, help="number of sequences (default 5000)")
+    b.add_argument("--length", type=int, default=30, help="frames per sequence T (default 30)")
+    b.add_argument("--size", type=int, default=32, help="frame side in pixels (default 32)")
+    b.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+    b.set_defaults(func=cmd_data_bouncing_ball)
+
+
+def _train_parser(sub) -> None:
+    p = _add(
+        sub,
+        "train",
+        "train a model from a YAML config",
+        "Train a DSVAE with Lightning. The run folder gets the resolved config.yaml, metrics.csv, "
+        "checkpoints/ (resume with --resume) and the final model/ (config.json + model.safetensors). "
+        "CONFIG is a YAML path or the name of a shipped config (e.g. quickstart).",
+        "examples:\n  dsvae train configs/quickstart.yaml --data data/ball --out runs/ball\n"
+        "  dsvae train quickstart --data data/ball --out runs/ball --set train.max_epochs=50 --resume",
+    )
+    p.add_argument("config", help="YAML config file or shipped config name")
+    p.add_argument("--data", type=Path, required=True, help="data set folder")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.lr=1e-3 (repeatable)",
+    )
+    p.set_defaults(func=cmd_train)
+
+
+def _operation_parsers(sub) -> None:
+    specs = [
+        ("reconstruct", "encode and decode sequences (Fig. 3 a-b)", cmd_reconstruct, True),
+        (
+            "generate",
+            "sample from the prior: free, fixed f, fixed z (Fig. 3 g-h)",
+            cmd_generate,
+            False,
+        ),
+        ("swap", "swap content f and dynamics z between sequences (Fig. 3 e-f)", cmd_swap, True),
+        ("impute", "fill in missing frames with the prior dynamics (Sec. 4.3)", cmd_impute, True),
+    ]
+    for name, help_text, func, needs_data in specs:
+        example = f"example:\n  dsvae {name} runs/ball {'--data data/ball ' if needs_data else ''}--out pictures/{name}"
+        p = _add(
+            sub,
+            name,
+            help_text,
+            f"{help_text[0].upper()}{help_text[1:]}. Writes a PNG grid "
+            "(and a GIF for image data) and prints the paths.",
+            example,
+        )
+        p.add_argument("run", type=Path, help="run folder or saved model folder")
+        p.add_argument("--out", type=Path, required=True, help="folder for the pictures")
+        p.add_argument("--n", type=int, default=6, help="number of sequences (default 6)")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        if needs_data:
+            p.add_argument("--data", type=Path, required=True, help="data set folder to draw from")
+            p.add_argument(
+                "--indices",
+                type=_int_list,
+                default=None,
+                help="comma-separated sequence indices instead of a random pick",
+            )
+        if name == "generate":
+            p.add_argument(
+                "--length",
+                type=int,
+                default=None,
+                help="frames per sequence (default: the training length if known, else 16)",
+            )
+        if name == "impute":
+            group = p.add_mutually_exclusive_group()
+            group.add_argument(
+                "--observed",
+                type=int,
+                default=None,
+                help="observe the first T frames and predict the rest (default T/2)",
+            )
+            group.add_argument(
+                "--mask",
+                default=None,
+                help="which frames are observed, e.g. 1111001111 (1 = observed)",
+            )
+        p.set_defaults(func=func)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from err
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _say(paths: list[Path]) -> None:
+    for path in paths:
+        print(f"  {path}")
+
+
+def cmd_quickstart(args: argparse.Namespace) -> None:
+    from dsvae.quickstart import run_quickstart
+
+    if args.out.exists() and any(args.out.iterdir()):
+        raise DsvaeError(f"{args.out} already exists and is not empty; choose another --out")
+    print(f"dsvae quickstart: simulating, training for up to {args.minutes:g} min, drawing ...")
+    result = run_quickstart(
+        args.out,
+        n=args.n,
+        length=args.length,
+        minutes=args.minutes,
+        seed=args.seed,
+        overrides=args.overrides,
+    )
+    print(
+        f"held-out ELBO per sequence: {result.elbo_before:.1f} before training, "
+        f"{result.elbo_after:.1f} after (nats; higher is better)"
+    )
+    print(f"model: {args.out / 'run' / 'model'}\npictures:")
+    _say(result.pictures)
+    print(f"done in {result.wall_time_s:.0f} s")
+
+
+def cmd_data_bouncing_ball(args: argparse.Namespace) -> None:
+    from dsvae.data import make_bouncing_ball_dataset
+
+    out = make_bouncing_ball_dataset(
+        args.out,
+        n=args.n,
+        length=args.length,
+        size=args.size,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        show_progress=True,
+    )
+    print(f"wrote {args.n} sequences of {args.length} frames ({args.size}x{args.size}) to {out}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from dsvae.config import load_config
+    from dsvae.configs import config_path
+    from dsvae.train import train
+
+    config = load_config(config_path(args.config), args.overrides)
+    result = train(config, args.data, args.out, resume=args.resume)
+    elbo = result.metrics.get("val/elbo", result.metrics.get("train/elbo"))
+    print(f"trained {result.global_step} steps in {result.wall_time_s:.0f} s; ELBO {elbo:.2f}")
+    print(f"run folder: {result.run_dir}\nmodel: {result.model_dir}")
+
+
+def _model_and_batch(args: argparse.Namespace):
+    from dsvae.data import SequenceDataset
+    from dsvae.model import load_model
+    from dsvae.showcase import load_batch
+
+    model = load_model(args.run)
+    if args.n < 1:
+        raise DsvaeError(f"--n must be at least 1, got {args.n}")
+    x = load_batch(SequenceDataset(args.data), model, args.n, seed=args.seed, indices=args.indices)
+    return model, x
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    from dsvae.showcase import write_reconstructions
+
+    model, x = _model_and_batch(args)
+    print("wrote:")
+    _say(write_reconstructions(model, x, args.out))
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from dsvae.model import load_model
+    from dsvae.showcase import write_generations
+
+    model = load_model(args.run)
+    length = args.length or _training_length(args.run) or 16
+    if args.n < 1 or length < 1:
+        raise DsvaeError(f"--n and --length must be at least 1, got {args.n} and {length}")
+    print("wrote:")
+    _say(write_generations(model, args.n, length, args.out, seed=args.seed))
+
+
+def _training_length(run: Path) -> int | None:
+    """T of the data a run folder was trained on, when its summary records it."""
+    import json
+
+    summary = run / "summary.json"
+    if summary.is_file():
+        return json.loads(summary.read_text()).get("sequence_length")
+    return None
+
+
+def cmd_swap(args: argparse.Namespace) -> None:
+    from dsvae.showcase import write_swap
+
+    model, x = _model_and_batch(args)
+    if x.shape[0] < 2:
+        raise DsvaeError("swap needs at least two sequences; raise --n or pass more --indices")
+    half = x.shape[0] // 2
+    print("wrote:")
+    _say(write_swap(model, x[:half], x[half : 2 * half], args.out))
+
+
+def cmd_impute(args: argparse.Namespace) -> None:
+    from dsvae.ops import observed_mask
+    from dsvae.showcase import parse_mask, write_imputation
+
+    model, x = _model_and_batch(args)
+    b, t = x.shape[:2]
+    if args.mask is not None:
+        mask = parse_mask(args.mask, t).expand(b, t)
+    else:
+        mask = observed_mask(b, t, args.observed if args.observed is not None else max(1, t // 2))
+    print("wrote:")
+    _say(write_imputation(model, x, mask, args.out, seed=args.seed))
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    try:
+        args.func(args)
+    except DsvaeError as err:
+        if args.debug:
+            raise
+        print(f"dsvae {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

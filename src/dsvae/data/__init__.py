@@ -1,0 +1,29 @@
+"""Data sets: the on-disk format, its torch ``Dataset``, and the generators that build them."""
+
+from dsvae.data.bouncing_ball import (
+    POLYGON_32,
+    make_bouncing_ball_dataset,
+    simulate_bouncing_ball,
+)
+from dsvae.data.dataset import (
+    DatasetWriter,
+    SequenceDataset,
+    load_dataset,
+    prepare_frames,
+    split_indices,
+    to_uint8_images,
+    write_dataset,
+)
+
+__all__ = [
+    "POLYGON_32",
+    "DatasetWriter",
+    "SequenceDataset",
+    "load_dataset",
+    "make_bouncing_ball_dataset",
+    "prepare_frames",
+    "simulate_bouncing_ball",
+    "split_indices",
+    "to_uint8_images",
+    "write_dataset",
+]

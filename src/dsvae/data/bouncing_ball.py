@@ -1,0 +1,263 @@
+"""The bouncing ball of Li & Mandt (2018), Sec. 4.3, following Fraccaro et al. (2017).
+
+A ball of radius 3 moves without gravity or friction inside an irregular polygon and bounces
+off its walls fully elastically; the polygon makes the dynamics chaotic. Physics is pymunk,
+rasterisation is numpy (no window).
+
+Coordinates: pymunk space units are pixels of the frame, x = column and y = row (y points
+down, as in the image). Pixel (row, col) covers ``[col, col + 1) x [row, row + 1)`` and is
+lit when its centre ``(col + 0.5, row + 0.5)`` lies within the radius of the ball's centre,
+so the stored ``positions`` (x, y) match the mean of the lit pixels' (col + 0.5, row + 0.5).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pymunk
+from tqdm import tqdm
+
+from dsvae.data.dataset import DatasetWriter
+from dsvae.errors import DataError
+
+POLYGON_32 = ((3, 1), (1, 15), (8, 30), (25, 30), (30, 8), (15, 1))
+"""Walls (x, y) on a 32x32 canvas, as in Fraccaro et al. (2017)."""
+CENTRE_32 = (16.0, 16.0)
+START_JITTER_32 = 2.0
+"""The start position is uniform within this many pixels (x and y) of the centre."""
+SOURCE = "simulated with pymunk (Fraccaro et al. 2017 setup; Li & Mandt 2018 Sec. 4.3)"
+LICENCE = "generated data, no third-party content"
+_SLOP = 1 / 30  # allowed overlap with a wall, as a fraction of the radius (0.1 px at 32 px)
+_BLOCK = 256  # sequences simulated and written at a time by make_bouncing_ball_dataset
+
+
+def _substeps(max_speed: float, dt: float, radius: float) -> int:
+    """Physics steps per frame so that the ball moves at most ``radius * _SLOP`` per step.
+
+    The ball then overlaps a wall by at most that much before it bounces, which pymunk
+    tolerates (collision slop) instead of pushing it out, so between bounces it moves at
+    exactly its speed and it can never tunnel through a wall.
+    """
+    return max(1, math.ceil(max_speed * dt / (_SLOP * radius)))
+
+
+def _wall_distance(point: tuple[float, float], polygon: np.ndarray) -> float:
+    """Smallest distance from ``point`` to the polygon's edges."""
+    p = np.asarray(point, dtype=np.float64)
+    a, b = polygon, np.roll(polygon, -1, axis=0)  # (E, 2) edge ends
+    ab = b - a
+    t = np.clip(np.einsum("ed,ed->e", p - a, ab) / np.einsum("ed,ed->e", ab, ab), 0.0, 1.0)
+    return float(np.min(np.linalg.norm(p - (a + t[:, None] * ab), axis=1)))
+
+
+def _check_args(
+    n: int,
+    length: int,
+    size: int,
+    seed: int,
+    radius: float,
+    speed_range: tuple[float, float],
+    dt: float,
+) -> None:
+    if not isinstance(seed, int) or seed < 0:
+        raise DataError(f"seed must be a non-negative integer, got {seed!r}")
+    if n < 1 or length < 1:
+        raise DataError(f"need at least 1 sequence of 1 frame, got n={n}, length={length}")
+    if size < 8:
+        raise DataError(f"size must be at least 8 pixels, got {size}")
+    low, high = speed_range
+    if not 0 < low <= high:
+        raise DataError(f"speed_range must be (low, high) with 0 < low <= high, got {speed_range}")
+    if dt <= 0:
+        raise DataError(f"dt must be positive, got {dt}")
+    room = _wall_distance(CENTRE_32, np.array(POLYGON_32, float)) - START_JITTER_32 * math.sqrt(2)
+    if not 0 < radius < room:
+        raise DataError(
+            f"radius must be in (0, {room:.2f}) to start inside the walls, got {radius}"
+        )
+
+
+def _make_space(polygon: np.ndarray, radius: float) -> pymunk.Space:
+    """An empty, gravity-free, undamped space walled in by ``polygon``."""
+    space = pymunk.Space()
+    space.gravity = (0.0, 0.0)
+    space.damping = 1.0
+    space.collision_slop = _SLOP * radius
+    for a, b in zip(polygon, np.roll(polygon, -1, axis=0), strict=True):
+        wall = pymunk.Segment(space.static_body, tuple(a), tuple(b), 0.0)
+        wall.elasticity, wall.friction = 1.0, 0.0
+        space.add(wall)
+    return space
+
+
+def _add_ball(
+    space: pymunk.Space, radius: float, position: np.ndarray, velocity: np.ndarray
+) -> pymunk.Body:
+    """A frictionless, fully elastic ball (elasticity 1 on ball and walls)."""
+    body = pymunk.Body(1.0, pymunk.moment_for_circle(1.0, 0.0, radius))
+    body.position = tuple(position)
+    body.velocity = tuple(velocity)
+    ball = pymunk.Circle(body, radius)
+    ball.elasticity, ball.friction = 1.0, 0.0
+    space.add(body, ball)
+    return body
+
+
+def _random_start(
+    rng: np.random.Generator, scale: float, speed_range: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Position near the centre, uniform direction, uniform speed: ``(2,)`` and ``(2,)``."""
+    jitter = rng.uniform(-START_JITTER_32, START_JITTER_32, size=2)
+    position = (np.array(CENTRE_32) + jitter) * scale
+    angle = rng.uniform(0.0, 2.0 * math.pi)
+    speed = rng.uniform(*speed_range) * scale
+    return position, speed * np.array([math.cos(angle), math.sin(angle)])
+
+
+def _trajectory(
+    rng: np.random.Generator,
+    length: int,
+    scale: float,
+    radius: float,
+    speed_range: tuple[float, float],
+    dt: float,
+) -> np.ndarray:
+    """Ball centres ``(length, 2)`` at times 0, dt, 2 dt, ... from a random start."""
+    radius = radius * scale
+    space = _make_space(np.array(POLYGON_32, dtype=np.float64) * scale, radius)
+    body = _add_ball(space, radius, *_random_start(rng, scale, speed_range))
+    k = _substeps(speed_range[1] * scale, dt, radius)
+    out = np.empty((length, 2), dtype=np.float64)
+    out[0] = body.position
+    for t in range(1, length):
+        for _ in range(k):
+            space.step(dt / k)
+        out[t] = body.position
+    return out
+
+
+def rasterise(positions: np.ndarray, size: int, radius: float) -> np.ndarray:
+    """Binary frames ``(..., size, size, 1)`` in {0, 255} of balls at ``positions`` (..., 2)."""
+    centres = np.arange(size, dtype=np.float32) + 0.5  # (W,) pixel centres
+    x = positions[..., 0, None, None].astype(np.float32)  # (..., 1, 1)
+    y = positions[..., 1, None, None].astype(np.float32)
+    inside = (centres[None, :] - x) ** 2 + (centres[:, None] - y) ** 2 <= radius**2  # (..., H, W)
+    return (inside.astype(np.uint8) * 255)[..., None]
+
+
+def _simulate_range(
+    start: int,
+    stop: int,
+    length: int,
+    size: int,
+    seed: int,
+    radius: float,
+    speed_range: tuple[float, float],
+    dt: float,
+    progress: tqdm,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames and positions of sequences ``start .. stop - 1``; sequence i depends on (seed, i)."""
+    scale = size / 32.0
+    positions = np.empty((stop - start, length, 2), dtype=np.float32)  # (n, T, 2)
+    frames = np.empty((stop - start, length, size, size, 1), dtype=np.uint8)  # (n, T, H, W, 1)
+    for j, i in enumerate(range(start, stop)):
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i,)))
+        positions[j] = _trajectory(rng, length, scale, radius, speed_range, dt)
+        frames[j] = rasterise(positions[j], size, radius * scale)
+        progress.update(1)
+    return frames, positions
+
+
+def simulate_bouncing_ball(
+    n: int,
+    length: int,
+    *,
+    size: int = 32,
+    seed: int = 0,
+    radius: float = 3.0,
+    speed_range: tuple[float, float] = (10.0, 15.0),
+    dt: float = 0.2,
+    show_progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Simulate ``n`` sequences of ``length`` frames (Li & Mandt 2018, Sec. 4.3).
+
+    Returns uint8 frames ``(n, length, size, size, 1)`` in {0, 255} and float32 ball centres
+    ``(n, length, 2)`` as (x, y) pixel coordinates; frame t shows time ``t * dt``. The start
+    is uniform within 2 px of the centre, the direction uniform, the speed uniform in
+    ``speed_range``. ``radius`` and ``speed_range`` are in units of a 32 px canvas: for other
+    sizes the polygon, radius and speed all scale by ``size / 32``, so only resolution
+    changes. Sequence i depends only on ``(seed, i)``, not on ``n``.
+    """
+    _check_args(n, length, size, seed, radius, speed_range, dt)
+    with tqdm(total=n, desc="bouncing ball", unit="seq", disable=not show_progress) as bar:
+        return _simulate_range(0, n, length, size, seed, radius, speed_range, dt, bar)
+
+
+def make_bouncing_ball_dataset(
+    out_dir: str | os.PathLike,
+    n: int = 5000,
+    length: int = 30,
+    size: int = 32,
+    seed: int = 0,
+    overwrite: bool = False,
+    show_progress: bool = False,
+) -> Path:
+    """Simulate a bouncing-ball data set and write it to ``out_dir``; return the folder.
+
+    The defaults are the paper's: 5,000 sequences of 30 frames at 32x32. Sequences are
+    simulated and written in blocks, so memory stays small whatever ``n`` is. Labels:
+    ``positions`` float32 ``(N, T, 2)``.
+    """
+    radius, speed_range, dt = 3.0, (10.0, 15.0), 0.2
+    _check_args(n, length, size, seed, radius, speed_range, dt)
+    positions = np.empty((n, length, 2), dtype=np.float32)  # (N, T, 2)
+    shape = (length, size, size, 1)
+    with (
+        DatasetWriter(out_dir, n, shape, np.uint8, overwrite=overwrite) as writer,
+        tqdm(total=n, desc="bouncing ball", unit="seq", disable=not show_progress) as bar,
+    ):
+        for start in range(0, n, _BLOCK):
+            stop = min(n, start + _BLOCK)
+            args = (length, size, seed, radius, speed_range, dt, bar)
+            frames, block_positions = _simulate_range(start, stop, *args)
+            positions[start:stop] = block_positions
+            writer.write(start, frames)
+        meta = _meta(n, length, size, seed, radius, speed_range, dt)
+        return writer.finish({"positions": positions}, meta)
+
+
+def _meta(
+    n: int,
+    length: int,
+    size: int,
+    seed: int,
+    radius: float,
+    speed_range: tuple[float, float],
+    dt: float,
+) -> dict:
+    scale = size / 32.0
+    return {
+        "name": "bouncing-ball",
+        "source": SOURCE,
+        "seed": seed,
+        "licence": LICENCE,
+        "num_sequences": n,
+        "length": length,
+        "simulation": {
+            "canvas": [size, size],
+            "polygon": [[x * scale, y * scale] for x, y in POLYGON_32],
+            "radius": radius * scale,
+            "speed_range": [s * scale for s in speed_range],
+            "dt": dt,
+            "substeps": _substeps(speed_range[1] * scale, dt, radius * scale),
+            "start": f"uniform within {START_JITTER_32 * scale} px of "
+            f"({CENTRE_32[0] * scale}, {CENTRE_32[1] * scale}), uniform direction",
+        },
+        "labels": {
+            "positions": "ball centre (x, y) in pixels; x = column, y = row; "
+            "pixel (row, col) has centre (col + 0.5, row + 0.5)"
+        },
+    }

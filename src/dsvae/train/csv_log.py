@@ -1,0 +1,84 @@
+"""A CSV logger for run folders: fixed columns, appends across --resume."""
+
+from __future__ import annotations
+
+import csv
+from argparse import Namespace
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers.logger import Logger
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class RunCSVLogger(Logger):
+    """Writes ``metrics.csv`` in the run folder with columns step, epoch and ``metrics``.
+
+    Unlike Lightning's CSVLogger it never deletes an existing file: a resumed run
+    drops the rows logged after its checkpoint's step and appends new ones.
+    """
+
+    def __init__(self, run_dir: str | Path, metrics: tuple[str, ...]) -> None:
+        super().__init__()
+        self.path = Path(run_dir) / "metrics.csv"
+        self.columns = ["step", "epoch", *metrics]
+        self._rows: list[dict[str, Any]] = []
+
+    @property
+    def name(self) -> str:
+        return "dsvae"
+
+    @property
+    def version(self) -> str:
+        return "0"
+
+    @property
+    def save_dir(self) -> str:
+        return str(self.path.parent)
+
+    @rank_zero_only
+    def log_hyperparams(
+        self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any
+    ) -> None:
+        """The resolved config is already in the run folder's config.yaml."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        row = {k: _scalar(v) for k, v in metrics.items() if k in self.columns}
+        row["step"] = step
+        if "epoch" in metrics:
+            row["epoch"] = int(metrics["epoch"])
+        self._rows.append(row)
+        if len(self._rows) >= 20:
+            self.save()
+
+    @rank_zero_only
+    def truncate_after(self, step: int) -> None:
+        """Drop rows logged after ``step`` (by a run that was killed after its last checkpoint)."""
+        if not self.path.is_file():
+            return
+        with open(self.path, newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get("step") and int(r["step"]) <= step]
+        self._write(rows, mode="w")
+
+    @rank_zero_only
+    def save(self) -> None:
+        if self._rows:
+            self._write(self._rows, mode="a")
+            self._rows = []
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        self.save()
+
+    def _write(self, rows: list[dict[str, Any]], mode: str) -> None:
+        new = mode == "w" or not self.path.is_file()
+        with open(self.path, mode, newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+
+
+def _scalar(value: Any) -> float:
+    return float(value.item()) if hasattr(value, "item") else float(value)

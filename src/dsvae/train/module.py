@@ -1,0 +1,153 @@
+"""The Lightning wrapper: a thin LightningModule and a LightningDataModule.
+
+The model knows nothing about loops or devices; this module adds the optimiser
+(Adam, as in the paper), the KL weights and logging, and keeps the random state
+in checkpoints so that a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler, Subset
+
+from dsvae.config import ExperimentConfig, TrainConfig
+from dsvae.data import SequenceDataset, prepare_frames, split_indices
+from dsvae.errors import DsvaeError
+from dsvae.model import DSVAE
+from dsvae.train.csv_log import RunCSVLogger
+
+TERMS = ("loss", "elbo", "recon", "kl_f", "kl_z")
+METRICS = tuple(f"train/{t}" for t in TERMS) + tuple(f"val/{t}" for t in TERMS[1:])
+
+
+class NonFiniteLossError(DsvaeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class DSVAEModule(pl.LightningModule):
+    """Trains a :class:`DSVAE` by maximising the ELBO (Eq. 2) with Adam."""
+
+    def __init__(self, config: ExperimentConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = DSVAE(config.model)
+
+    @property
+    def train_cfg(self) -> TrainConfig:
+        return self.config.train
+
+    def kl_weight(self) -> float:
+        """Linear KL warm-up from 0 to 1 over ``kl_warmup_steps`` (1 when 0: the plain ELBO)."""
+        steps = self.train_cfg.kl_warmup_steps
+        return 1.0 if steps == 0 else min(1.0, (self.global_step + 1) / steps)
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        out = self.model(prepare_frames(batch))  # (B, T, ...) uint8 -> float on the device
+        w = self.kl_weight()
+        loss = self.model.loss(out, w * self.train_cfg.beta_f, w * self.train_cfg.beta_z)
+        if batch_idx % self.train_cfg.log_every_n_steps == 0 and not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the loss became {loss.item()} at step {self.global_step}; the last good checkpoint "
+                "is kept in the run folder. Lower train.lr or set train.grad_clip, then --resume"
+            )
+        self._log_terms("train", {"loss": loss, **out.terms}, batch.shape[0], on_step=True)
+        return loss
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        # a fixed generator per batch: the same noise every epoch, and the global
+        # random state (which training uses) is left untouched
+        gen = torch.Generator(self.device).manual_seed(self.train_cfg.seed + batch_idx)
+        out = self.model(prepare_frames(batch), generator=gen)
+        self._log_terms("val", out.terms, batch.shape[0], on_step=False)
+
+    def _log_terms(self, stage: str, terms: dict, batch_size: int, on_step: bool) -> None:
+        for name, value in terms.items():
+            self.log(
+                f"{stage}/{name}",
+                value.detach(),
+                on_step=on_step,
+                on_epoch=not on_step,
+                prog_bar=name == "elbo",
+                batch_size=batch_size,
+                sync_dist=not on_step,
+            )
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model.parameters(), lr=self.train_cfg.lr)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["dsvae_rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["dsvae_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        for logger in self.loggers:
+            if isinstance(logger, RunCSVLogger):
+                logger.truncate_after(int(checkpoint.get("global_step", 0)))
+        rng = checkpoint.get("dsvae_rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+class EpochSeededSampler(Sampler[int]):
+    """Shuffles ``indices`` with a permutation that depends only on (seed, epoch).
+
+    Lightning calls :meth:`set_epoch` before each epoch, so a run resumed at an
+    epoch boundary sees the same order as one that never stopped.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=gen).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class SequenceDataModule(pl.LightningDataModule):
+    """Loads a data-set folder and splits it into training and validation sequences."""
+
+    def __init__(self, data_dir: str, config: TrainConfig) -> None:
+        super().__init__()
+        self.cfg = config
+        self.dataset = SequenceDataset(data_dir)
+        n = len(self.dataset)
+        if config.val_fraction > 0:
+            train_idx, val_idx = split_indices(n, config.val_fraction, config.seed)
+        else:
+            train_idx, val_idx = np.arange(n), np.arange(0)
+        self.train_set = Subset(self.dataset, train_idx.tolist())
+        self.val_set = Subset(self.dataset, val_idx.tolist())
+
+    def _loader(self, dataset: Subset, sampler: Sampler | None, shuffle: bool) -> DataLoader:
+        workers = self.cfg.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.cfg.batch_size,
+            sampler=sampler,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # Lightning swaps in a DistributedSampler, seeded and set per epoch
+            return self._loader(self.train_set, None, shuffle=True)
+        return self._loader(
+            self.train_set, EpochSeededSampler(len(self.train_set), self.cfg.seed), False
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_set, None, shuffle=False) if len(self.val_set) else []

@@ -1,0 +1,177 @@
+"""Training runs: a run folder, Lightning's Trainer, checkpoints that resume exactly.
+
+A run folder holds::
+
+    config.yaml          the resolved config (frame_shape filled in from the data)
+    metrics.csv          one row per logged step or epoch (appended on --resume)
+    checkpoints/         Lightning checkpoints (atomic writes; last.ckpt for --resume)
+    model/               the final model: config.json + model.safetensors
+    summary.json         final metrics, steps and wall time
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+
+from dsvae.config import ExperimentConfig, from_dict, to_dict
+from dsvae.errors import ConfigError, DsvaeError
+from dsvae.io import atomic_write_json, atomic_write_text
+from dsvae.model import DSVAE, save_model
+from dsvae.train.checkpoint_io import AtomicCheckpointIO
+from dsvae.train.csv_log import RunCSVLogger
+from dsvae.train.module import METRICS, DSVAEModule, SequenceDataModule
+
+CONFIG_FILE = "config.yaml"
+LAST_CHECKPOINT = "last.ckpt"
+
+
+@dataclass
+class TrainResult:
+    """What a finished run left behind."""
+
+    run_dir: Path
+    model_dir: Path
+    model: DSVAE
+    metrics: dict[str, float]
+    global_step: int
+    wall_time_s: float
+
+
+def prepare_run_dir(run_dir: Path, config: ExperimentConfig, resume: bool) -> ExperimentConfig:
+    """Create (or check, on resume) the run folder; return the config the run uses.
+
+    On resume the model section must equal the saved one; the train section may
+    change (e.g. a larger ``max_epochs`` to train for longer).
+    """
+    saved = run_dir / CONFIG_FILE
+    if resume:
+        if not (run_dir / "checkpoints" / LAST_CHECKPOINT).is_file():
+            raise DsvaeError(
+                f"cannot resume: {run_dir} has no checkpoints/{LAST_CHECKPOINT}; start a new run without --resume"
+            )
+        old = from_dict(ExperimentConfig, yaml.safe_load(saved.read_text(encoding="utf-8")))
+        if to_dict(old.model) != to_dict(config.model):
+            raise ConfigError(
+                f"the model config differs from the one saved in {saved}; resume with the same "
+                "model settings or start a new run in another folder"
+            )
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise DsvaeError(
+            f"run folder {run_dir} already exists and is not empty; pass --resume to continue it "
+            "or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, yaml.safe_dump(to_dict(config), sort_keys=False))
+    return config
+
+
+def resolve_frame_shape(config: ExperimentConfig, frame_shape: tuple[int, ...]) -> None:
+    """Fill ``model.frame_shape`` from the data, or check that it matches."""
+    model = config.model
+    if model.frame_shape is not None and tuple(model.frame_shape) != tuple(frame_shape):
+        raise ConfigError(
+            f"model.frame_shape is {list(model.frame_shape)} but the data set's frames are "
+            f"{list(frame_shape)}; remove model.frame_shape from the config to take it from the data"
+        )
+    model.validate_frame_shape(list(frame_shape))
+    model.frame_shape = list(frame_shape)
+
+
+def build_trainer(
+    config: ExperimentConfig, run_dir: Path, extra_callbacks: list | None = None
+) -> pl.Trainer:
+    cfg = config.train
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="epoch{epoch:04d}",
+        auto_insert_metric_name=False,
+        every_n_epochs=cfg.checkpoint_every_n_epochs,
+        save_last=True,
+        save_top_k=2,
+        monitor="step",
+        mode="max",
+    )
+    callbacks = [checkpoints, *(extra_callbacks or [])]
+    if cfg.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, cfg.log_every_n_steps // 2)))
+    max_time = {"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None
+    return pl.Trainer(
+        default_root_dir=run_dir,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        precision=cfg.precision,
+        max_epochs=cfg.max_epochs,
+        max_steps=cfg.max_steps,
+        max_time=max_time,
+        gradient_clip_val=cfg.grad_clip,
+        log_every_n_steps=cfg.log_every_n_steps,
+        logger=RunCSVLogger(run_dir, METRICS),
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
+
+
+def train(
+    config: ExperimentConfig,
+    data_dir: str | Path,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    callbacks: list | None = None,
+) -> TrainResult:
+    """Train a DSVAE on the data set in ``data_dir``, writing the run to ``run_dir``.
+
+    With ``resume=True`` the run continues from ``run_dir/checkpoints/last.ckpt``
+    (optimiser, step counter and random state included).
+    """
+    run_dir = Path(run_dir)
+    _quiet_lightning()
+    data = SequenceDataModule(str(data_dir), config.train)
+    resolve_frame_shape(config, data.dataset.frame_shape)
+    config = prepare_run_dir(run_dir, config, resume)
+    pl.seed_everything(config.train.seed, workers=True, verbose=False)
+    module = DSVAEModule(config)
+    trainer = build_trainer(config, run_dir, callbacks)
+    ckpt = run_dir / "checkpoints" / LAST_CHECKPOINT if resume else None
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True)
+    wall = time.perf_counter() - start
+    if trainer.interrupted:
+        raise DsvaeError("training was interrupted; continue it with --resume")
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    model = module.model.cpu().eval()
+    model_dir = save_model(model, run_dir / "model")
+    summary = {
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "wall_time_s": round(wall, 2),
+        "metrics": metrics,
+        "resumed": resume,
+        "sequence_length": data.dataset.length,
+        "data": str(data_dir),
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    return TrainResult(run_dir, model_dir, model, metrics, trainer.global_step, wall)
+
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's start-up chatter (GPU/TPU availability lines, tips) off the terminal."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    torch.set_float32_matmul_precision("high")
