@@ -174,4 +174,6 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # resuming writes into the run's own checkpoint folder, which is meant to exist
+    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     torch.set_float32_matmul_precision("high")
