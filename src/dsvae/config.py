@@ -10,6 +10,7 @@ valid choices.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -255,14 +256,29 @@ def _coerce_scalar(tp: Any, value: Any, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+        number = _as_float(value)
+        if number is not None:
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value
     else:  # pragma: no cover - every field type is listed above
         raise TypeError(f"unsupported config type {tp} for {key}")
     raise ConfigError(f"{key} must be of type {tp.__name__}, got {value!r}")
+
+
+def _as_float(value: Any) -> float | None:
+    """A finite float from a number or a numeric string (YAML reads ``1e-3`` as a string)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def to_dict(config: Any) -> dict:

@@ -3,14 +3,17 @@
 All functions take model-space frames (B, T, *frame) as floats (see
 ``dsvae.data.prepare_frames``), run without gradients, and take randomness only
 from an explicit ``generator``: the same generator state gives the same output.
-They return the mean of p(x_t | z_t, f) (probabilities for Bernoulli frames).
+They put the model in eval mode for the call (restoring its mode after) and
+return the mean of p(x_t | z_t, f) (probabilities for Bernoulli frames).
 Encodings use the posterior means unless ``sample=True``.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, ParamSpec, TypeVar
 
 import torch
 from torch.distributions import Independent
@@ -30,11 +33,37 @@ class Encoding:
     z: torch.Tensor  # (B, T, Z)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def inference(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn(model, ...)`` without gradients and with the model in eval mode.
+
+    Eval mode makes BatchNorm use its running statistics, so one sequence's
+    output never depends on the others in the batch (nor on missing frames);
+    the model's previous mode is restored afterwards.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        model = args[0]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return fn(*args, **kwargs)
+        finally:
+            model.train(was_training)
+
+    return wrapper
+
+
 def _draw(dist: Independent, sample: bool, generator: torch.Generator | None) -> torch.Tensor:
     return rsample(dist, generator) if sample else dist.mean
 
 
-@torch.no_grad()
+@inference
 def encode(
     model: DSVAE, x: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None
 ) -> Encoding:
@@ -46,13 +75,13 @@ def encode(
     return Encoding(q_f, q_z, f, _draw(q_z, sample, generator))
 
 
-@torch.no_grad()
+@inference
 def decode(model: DSVAE, z: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """Mean of p(x_t | z_t, f) for z (B, T, Z) and f (B, F): frames (B, T, *frame)."""
     return model.decode(z, f).mean
 
 
-@torch.no_grad()
+@inference
 def reconstruct(
     model: DSVAE, x: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -61,7 +90,7 @@ def reconstruct(
     return decode(model, enc.z, enc.f)
 
 
-@torch.no_grad()
+@inference
 def generate(
     model: DSVAE, n: int, length: int, *, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -72,7 +101,7 @@ def generate(
     return decode(model, z, f)
 
 
-@torch.no_grad()
+@inference
 def generate_fixed_f(
     model: DSVAE,
     k: int,
@@ -88,7 +117,7 @@ def generate_fixed_f(
     return decode(model, z, f.expand(k, -1))
 
 
-@torch.no_grad()
+@inference
 def generate_fixed_z(
     model: DSVAE,
     k: int,
@@ -103,11 +132,12 @@ def generate_fixed_z(
             raise ValueError("generate_fixed_z needs either z or length")
         _check_count(k, length)
         z = model.sample_z(1, length, generator)[0]
+    _check_count(k, z.shape[-2])
     f = model.sample_f(k, generator)
     return decode(model, z.expand(k, -1, -1), f)
 
 
-@torch.no_grad()
+@inference
 def conditional_generate(
     model: DSVAE,
     x: torch.Tensor,
@@ -132,7 +162,7 @@ def conditional_generate(
     return decode(model, enc.z, model.sample_f(b, generator))
 
 
-@torch.no_grad()
+@inference
 def swap(
     model: DSVAE,
     x_a: torch.Tensor,
@@ -171,7 +201,7 @@ def observed_mask(batch: int, length: int, observed: int, device=None) -> torch.
     return mask
 
 
-@torch.no_grad()
+@inference
 def impute(
     model: DSVAE,
     x: torch.Tensor,
@@ -195,6 +225,7 @@ def impute(
     Every frame, observed or not, is then decoded from (z_t, f). Missing frames'
     pixels are never read. Means are used unless ``sample=True``.
     """
+    model.check_frames(x)
     b, t = x.shape[:2]
     if (mask is None) == (observed is None):
         raise ValueError("impute needs exactly one of mask= or observed=")
