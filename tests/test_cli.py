@@ -127,7 +127,7 @@ def test_resume_through_the_cli(trained):
 
 def test_quickstart_tiny(tmp_path):
     out = dsvae("quickstart", "--out", tmp_path / "qs", "--n", "40", "--length", "6",
-                "--minutes", "0.2", *TINY, "--set", "train.max_epochs=1")  # fmt: skip
+                "--minutes", "0.5", *TINY, "--set", "train.max_epochs=1")  # fmt: skip
     assert "held-out ELBO per sequence" in out.stdout
     names = {p.name for p in (tmp_path / "qs" / "pictures").iterdir()}
     for stem in ("reconstruction", "generation", "conditional", "swap", "imputation"):

@@ -64,7 +64,9 @@ def _quickstart_parser(sub) -> None:
         "example:\n  dsvae quickstart --out dsvae-quickstart --minutes 3",
     )
     p.add_argument("--out", type=Path, default=Path("dsvae-quickstart"), help="output folder")
-    p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
+    p.add_argument(
+        "--minutes", type=float, default=4.0, help="cap on training time in minutes (default 4)"
+    )
     p.add_argument("--n", type=int, default=1000, help="training sequences to simulate")
     p.add_argument("--length", type=int, default=16, help="frames per sequence")
     p.add_argument("--seed", type=int, default=0, help="seed for data, model and pictures")
@@ -264,7 +266,13 @@ def _model_and_batch(args: argparse.Namespace):
     model = load_model(args.run)
     if args.n < 1:
         raise DsvaeError(f"--n must be at least 1, got {args.n}")
-    x = load_batch(SequenceDataset(args.data), model, args.n, seed=args.seed, indices=args.indices)
+    x = load_batch(
+        SequenceDataset(args.data),
+        args.n,
+        seed=args.seed,
+        indices=args.indices,
+        frame_shape=model.frame_shape,
+    )
     return model, x
 
 

@@ -348,8 +348,13 @@ def read_yaml(path: str | Path) -> dict:
 def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None
 ) -> ExperimentConfig:
-    """Load an :class:`ExperimentConfig` from YAML (or defaults) plus ``key=value`` overrides."""
-    data = read_yaml(path) if path is not None else {}
+    """Load an :class:`ExperimentConfig` from YAML (or defaults) plus ``key=value`` overrides.
+
+    ``path`` is a YAML file or the name of a shipped config such as ``"quickstart"``.
+    """
+    from dsvae.configs import config_path
+
+    data = read_yaml(config_path(path)) if path is not None else {}
     data = apply_overrides(data, overrides or [])
     return from_dict(ExperimentConfig, data)
 

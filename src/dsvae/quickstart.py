@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,8 +11,9 @@ from pathlib import Path
 import torch
 
 from dsvae.config import load_config
-from dsvae.configs import config_path
 from dsvae.data import SequenceDataset, make_bouncing_ball_dataset
+from dsvae.io import atomic_write_json
+from dsvae.model import DSVAE
 from dsvae.showcase import (
     load_batch,
     write_conditional,
@@ -43,7 +46,7 @@ def run_quickstart(
     *,
     n: int = 1000,
     length: int = 16,
-    minutes: float = 3.0,
+    minutes: float = 4.0,
     seed: int = 0,
     overrides: list[str] | None = None,
     progress: bool = True,
@@ -58,7 +61,7 @@ def run_quickstart(
         out_dir / "data-test", n=64, length=length, seed=seed + 1, show_progress=False
     )
     config = load_config(
-        config_path("quickstart"),
+        "quickstart",
         [
             f"train.seed={seed}",
             f"train.max_time_minutes={minutes}",
@@ -68,16 +71,42 @@ def run_quickstart(
     )
     config.model.frame_shape = list(SequenceDataset(data_dir).frame_shape)
     test = SequenceDataset(test_dir)
-    from dsvae.model import DSVAE  # the untrained model, same initialisation as training's
-
-    torch.manual_seed(seed)
-    x_test = load_batch(test, DSVAE(config.model), len(test), indices=list(range(len(test))))
-    torch.manual_seed(seed)
+    x_test = load_batch(test, len(test), indices=list(range(len(test))))
+    torch.manual_seed(seed)  # the initial weights that training starts from
     before = held_out_elbo(DSVAE(config.model), x_test)
     result = train(config, data_dir, out_dir / "run")
     after = held_out_elbo(result.model, x_test)
     pictures = draw_all(result.model, x_test, out_dir / "pictures", seed=seed)
-    return QuickstartResult(out_dir, pictures, before, after, time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    report = {
+        "seed": seed,
+        "train_sequences": n,
+        "held_out_sequences": len(test),
+        "length": length,
+        "minutes": minutes,
+        "overrides": overrides or [],
+        "elbo_before": round(before, 2),
+        "elbo_after": round(after, 2),
+        "train_steps": result.global_step,
+        "train_wall_time_s": round(result.wall_time_s, 1),
+        "wall_time_s": round(wall, 1),
+        "machine": machine_description(),
+    }
+    atomic_write_json(out_dir / "quickstart.json", report)
+    return QuickstartResult(out_dir, pictures, before, after, wall)
+
+
+def machine_description() -> dict:
+    """Hardware and versions, recorded next to every measured number."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def draw_all(model, x: torch.Tensor, out_dir: Path, *, seed: int = 0, rows: int = 6) -> list[Path]:

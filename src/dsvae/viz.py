@@ -93,7 +93,7 @@ def stack_grids(
         sequence_grid(x, scale=scale, pad=pad, pad_value=pad_value, cmap=cmap, vrange=vrange)
         for _, x in arrays
     ]
-    font = ImageFont.load_default()
+    font = ImageFont.load_default(size=max(10, 6 * scale))  # legible at any cell size
     width = max(max(g.shape[1] for g in grids), *(_text_width(t, font) for t, _ in arrays))
     blocks = []
     for (title, _), grid in zip(arrays, grids, strict=True):

@@ -34,6 +34,15 @@ CONFIG_FILE = "config.yaml"
 LAST_CHECKPOINT = "last.ckpt"
 
 
+class ProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar without the logger's version number."""
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
 @dataclass
 class TrainResult:
     """What a finished run left behind."""
@@ -102,7 +111,7 @@ def build_trainer(
     )
     callbacks = [checkpoints, *(extra_callbacks or [])]
     if cfg.progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, cfg.log_every_n_steps // 2)))
+        callbacks.append(ProgressBar(refresh_rate=max(1, cfg.log_every_n_steps // 2)))
     max_time = {"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None
     return pl.Trainer(
         default_root_dir=run_dir,
