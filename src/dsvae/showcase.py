@@ -23,17 +23,20 @@ MISSING_COLOUR = (0.15, 0.75, 0.3)  # missing frames are drawn green, as in the 
 
 def load_batch(
     dataset: SequenceDataset,
-    model: DSVAE,
     n: int,
     *,
     seed: int = 0,
     indices: list[int] | None = None,
+    frame_shape: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
-    """``n`` sequences (random with ``seed``, or ``indices``) as model-space frames (B, T, ...)."""
-    if tuple(dataset.frame_shape) != model.frame_shape:
+    """``n`` sequences (random with ``seed``, or ``indices``) as model-space frames (B, T, ...).
+
+    With ``frame_shape`` (a model's), a data set of other frames is refused.
+    """
+    if frame_shape is not None and tuple(dataset.frame_shape) != tuple(frame_shape):
         raise DataError(
             f"the data set's frames are {list(dataset.frame_shape)} but the model was trained on "
-            f"{list(model.frame_shape)}; use a data set of the same frame size and channels"
+            f"{list(frame_shape)}; use a data set of the same frame size and channels"
         )
     if indices is None:
         gen = np.random.default_rng(seed)
