@@ -491,3 +491,32 @@ def test_wrong_frames_raise_data_error(tiny_model, tiny_frames) -> None:
         model(x.to(torch.uint8))
     with pytest.raises(DataError, match="must be floats"):
         model(x.long())
+
+
+def test_paper_sprites_network_is_expressible() -> None:
+    """Sec. 4.1 sizes: f=256, z=32, LSTMs of 512, four 5x5 convs of 256 channels down to 8x8."""
+    from dsvae.config import load_config
+
+    config = load_config(
+        None,
+        [
+            "model.f_dim=256",
+            "model.z_dim=32",
+            "model.hidden_dim=512",
+            "model.frames.channels=[256,256,256,256]",
+            "model.frames.strides=[1,2,2,2]",
+            "model.frames.kernel=5",
+            "model.frame_shape=[3,64,64]",
+            "model.likelihood.kind=gaussian",
+        ],
+    )
+    torch.manual_seed(0)
+    model = DSVAE(config.model)
+    convs = [m for m in model.encoder.conv if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size) for c in convs] == [(256, (5, 5))] * 4
+    assert model.prior.lstm.hidden_size == model.static_posterior.lstm.hidden_size == 512
+    with torch.no_grad():
+        out = model(torch.rand(1, 8, 3, 64, 64))
+    assert out.f.shape == (1, 256) and out.z.shape == (1, 8, 32)
+    assert out.reconstruction.shape == (1, 8, 3, 64, 64)
+    assert model.encoder.fc[0].in_features == 256 * 8 * 8

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from dsvae import __version__
 from dsvae.errors import DsvaeError
 
 EPILOG_MAIN = """\
@@ -34,6 +35,17 @@ def _add(sub, name: str, help: str, description: str, epilog: str) -> argparse.A
     )
 
 
+def _add_overrides(p: argparse.ArgumentParser, example: str) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config key, e.g. --set {example} (repeatable)",
+    )
+
+
 # ----------------------------------------------------------------------------- parsers
 
 
@@ -46,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"dsvae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _quickstart_parser(sub)
     _data_parser(sub)
@@ -70,14 +83,7 @@ def _quickstart_parser(sub) -> None:
     p.add_argument("--n", type=int, default=1000, help="training sequences to simulate")
     p.add_argument("--length", type=int, default=16, help="frames per sequence")
     p.add_argument("--seed", type=int, default=0, help="seed for data, model and pictures")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set model.posterior=full (repeatable)",
-    )
+    _add_overrides(p, "model.posterior=full")
     p.set_defaults(func=cmd_quickstart)
 
 
@@ -123,14 +129,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--data", type=Path, required=True, help="data set folder")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set train.lr=1e-3 (repeatable)",
-    )
+    _add_overrides(p, "train.lr=1e-3")
     p.set_defaults(func=cmd_train)
 
 

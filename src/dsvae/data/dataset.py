@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dsvae.errors import DataError
-from dsvae.io import atomic_save_npz, atomic_write_json
+from dsvae.io import atomic_save_npz, atomic_write_json, fsync_path
 
 FRAMES_FILE = "frames.npy"
 LABELS_FILE = "labels.npz"
@@ -91,16 +91,6 @@ def check_labels(labels: dict[str, np.ndarray], n: int, where: str) -> dict[str,
     return out
 
 
-def _fsync(path: Path) -> None:
-    """Flush a file or folder to disk (best effort for folders on odd file systems)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _make_sibling(out_dir: Path, kind: str) -> Path:
     """Create the hidden folder ``.<name>.<kind>-<random>`` beside ``out_dir`` (umask applies)."""
     for _ in range(100):
@@ -145,7 +135,7 @@ def _commit(tmp_dir: Path, out_dir: Path, overwrite: bool) -> None:
             os.replace(old / "data", out_dir)
             old.rmdir()
         raise
-    _fsync(out_dir.parent)
+    fsync_path(out_dir.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -230,13 +220,13 @@ class DatasetWriter:
         meta = self._full_meta(meta)
         self._frames.flush()
         del self._frames
-        _fsync(tmp_dir / FRAMES_FILE)
+        fsync_path(tmp_dir / FRAMES_FILE)
         atomic_save_npz(tmp_dir / LABELS_FILE, **labels)
         atomic_write_json(tmp_dir / META_FILE, meta)
         mode = (tmp_dir / FRAMES_FILE).stat().st_mode & 0o777  # as the umask allows
         for name in (LABELS_FILE, META_FILE):
             (tmp_dir / name).chmod(mode)
-        _fsync(tmp_dir)
+        fsync_path(tmp_dir)
 
     def _full_meta(self, meta: dict[str, Any]) -> dict[str, Any]:
         missing = [key for key in REQUIRED_META if key not in meta]
