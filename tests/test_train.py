@@ -160,3 +160,15 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert io.load_checkpoint(path)["step"].item() == 1
     assert [p.name for p in tmp_path.iterdir()] == ["c.ckpt"]
+
+
+def test_pictures_while_training(ball_dir, tmp_path):
+    result = train(
+        tiny_config("train.max_epochs=2", "train.pictures_every_n_epochs=2"),
+        ball_dir,
+        tmp_path / "run",
+    )
+    folders = sorted(p.name for p in (result.run_dir / "pictures").iterdir())
+    assert folders == ["epoch0001"]  # only after the second epoch
+    names = {p.name for p in (result.run_dir / "pictures" / "epoch0001").iterdir()}
+    assert names == {"reconstruction.png", "reconstruction.gif", "generation.png", "generation.gif"}

@@ -149,7 +149,11 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation and run settings (Adam, as in the paper)."""
+    """Optimisation and run settings (Adam, as in the paper).
+
+    ``pictures_every_n_epochs`` > 0 draws reconstructions and samples into the run
+    folder's ``pictures/`` while training; 0 turns it off.
+    """
 
     seed: int = 0
     batch_size: int = 32
@@ -169,6 +173,7 @@ class TrainConfig:
     precision: str = "32-true"
     checkpoint_every_n_epochs: int = 1
     log_every_n_steps: int = 10
+    pictures_every_n_epochs: int = 0
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
@@ -187,6 +192,9 @@ class TrainConfig:
             _check_positive("train.grad_clip", self.grad_clip)
         _check_positive("train.checkpoint_every_n_epochs", self.checkpoint_every_n_epochs)
         _check_positive("train.log_every_n_steps", self.log_every_n_steps)
+        _check_positive(
+            "train.pictures_every_n_epochs", self.pictures_every_n_epochs, allow_zero=True
+        )
 
 
 @dataclass

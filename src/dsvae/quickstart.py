@@ -16,6 +16,7 @@ from dsvae.io import atomic_write_json
 from dsvae.model import DSVAE
 from dsvae.showcase import (
     load_batch,
+    model_generator,
     write_conditional,
     write_generations,
     write_imputation,
@@ -38,7 +39,7 @@ def held_out_elbo(model, x: torch.Tensor, seed: int = 0) -> float:
     """Mean ELBO per sequence of ``x`` with a fixed noise draw (nats)."""
     model.eval()
     with torch.no_grad():
-        return float(model(x, generator=torch.Generator().manual_seed(seed)).terms["elbo"])
+        return float(model(x, generator=model_generator(model, seed)).terms["elbo"])
 
 
 def run_quickstart(

@@ -49,6 +49,12 @@ def load_batch(
     return prepare_frames(torch.stack([dataset[i] for i in indices]))
 
 
+def model_generator(model: DSVAE, seed: int) -> torch.Generator:
+    """A generator on the model's device (CUDA sampling needs a CUDA generator)."""
+    device = next(model.parameters()).device
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def _write(
     panels: dict[str, torch.Tensor], out_dir: Path, name: str, gif: bool = True
 ) -> list[Path]:
@@ -71,7 +77,7 @@ def write_generations(
     model: DSVAE, k: int, length: int, out_dir: Path, *, seed: int = 0
 ) -> list[Path]:
     """Samples from the prior: free, with a shared f (Fig. 3 g), with shared z_1:T (Fig. 3 h)."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = model_generator(model, seed)
     panels = {
         "generated from the prior": ops.generate(model, k, length, generator=gen),
         "fixed f, K sampled z_1:T": ops.generate_fixed_f(model, k, length, generator=gen),
@@ -82,7 +88,7 @@ def write_generations(
 
 def write_conditional(model: DSVAE, x: torch.Tensor, out_dir: Path, *, seed: int = 0) -> list[Path]:
     """Keep the encoded f and sample z (Fig. 3 d), and the other way round (Fig. 3 c)."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = model_generator(model, seed)
     panels = {
         "data": x,
         "encoded f, z from the prior": ops.conditional_generate(model, x, "f", generator=gen),
@@ -112,7 +118,7 @@ def write_imputation(
     model: DSVAE, x: torch.Tensor, mask: torch.Tensor, out_dir: Path, *, seed: int = 0
 ) -> list[Path]:
     """Imputation / prediction: what the model saw, what it filled in, the truth."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = model_generator(model, seed)
     filled = ops.impute(model, x, mask, generator=gen)
     panels = {"observed (missing in green)": show_missing(x, mask), "imputed": filled, "truth": x}
     if x.ndim == 5 and x.shape[2] == 1:

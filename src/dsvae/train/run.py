@@ -7,6 +7,7 @@ A run folder holds::
     checkpoints/         Lightning checkpoints (atomic writes; last.ckpt for --resume)
     model/               the final model: config.json + model.safetensors
     summary.json         final metrics, steps and wall time
+    pictures/            reconstructions and samples while training (train.pictures_every_n_epochs)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dsvae.config import ExperimentConfig, from_dict, to_dict
 from dsvae.errors import ConfigError, DsvaeError
 from dsvae.io import atomic_write_json, atomic_write_text
 from dsvae.model import DSVAE, save_model
+from dsvae.train.callbacks import PicturesCallback
 from dsvae.train.checkpoint_io import AtomicCheckpointIO
 from dsvae.train.csv_log import RunCSVLogger
 from dsvae.train.module import METRICS, DSVAEModule, SequenceDataModule
@@ -110,6 +112,10 @@ def build_trainer(
         mode="max",
     )
     callbacks = [checkpoints, *(extra_callbacks or [])]
+    if cfg.pictures_every_n_epochs:
+        callbacks.append(
+            PicturesCallback(run_dir / "pictures", cfg.pictures_every_n_epochs, seed=cfg.seed)
+        )
     if cfg.progress_bar:
         callbacks.append(ProgressBar(refresh_rate=max(1, cfg.log_every_n_steps // 2)))
     max_time = {"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None
