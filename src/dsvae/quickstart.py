@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,7 @@ import torch
 from dsvae.config import load_config
 from dsvae.data import SequenceDataset, make_bouncing_ball_dataset
 from dsvae.io import atomic_write_json
+from dsvae.machine import machine_description
 from dsvae.model import DSVAE
 from dsvae.showcase import (
     load_batch,
@@ -95,19 +94,6 @@ def run_quickstart(
     }
     atomic_write_json(out_dir / "quickstart.json", report)
     return QuickstartResult(out_dir, pictures, before, after, wall)
-
-
-def machine_description() -> dict:
-    """Hardware and versions, recorded next to every measured number."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
 
 
 def draw_all(model, x: torch.Tensor, out_dir: Path, *, seed: int = 0, rows: int = 6) -> list[Path]:
