@@ -14,8 +14,20 @@ from dsvae.data.dataset import (
     to_uint8_images,
     write_dataset,
 )
+from dsvae.data.sprites import (
+    ACTION_NAMES,
+    SpriteSheets,
+    build_sprites,
+    load_sheets,
+    render_character,
+)
 
 __all__ = [
+    "ACTION_NAMES",
+    "SpriteSheets",
+    "build_sprites",
+    "load_sheets",
+    "render_character",
     "POLYGON_32",
     "DatasetWriter",
     "SequenceDataset",
