@@ -107,12 +107,17 @@ class ModelConfig:
 
     ``frame_shape`` is (C, H, W) for images or (D,) for vectors; it may be left
     out of a YAML file, and training fills it in from the data set.
+
+    ``dynamics="stochastic"`` is the DSVAE's LSTM prior over z_t; ``lstm-f`` and
+    ``lstm-c`` are the deterministic baselines of Section 4.3, where ``z_dim`` is
+    the size of their single global z and ``posterior`` does not apply.
     """
 
     f_dim: int = 256
     z_dim: int = 32
     hidden_dim: int = 512
     posterior: Literal["factorised", "full"] = "factorised"
+    dynamics: Literal["stochastic", "lstm-f", "lstm-c"] = "stochastic"
     frame_shape: list[int] | None = None
     frames: FrameNetConfig = field(default_factory=FrameNetConfig)
     likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
@@ -121,6 +126,7 @@ class ModelConfig:
         for name in ("f_dim", "z_dim", "hidden_dim"):
             _check_positive(f"model.{name}", getattr(self, name))
         _check_choice("model.posterior", self.posterior, ("factorised", "full"))
+        _check_choice("model.dynamics", self.dynamics, ("stochastic", "lstm-f", "lstm-c"))
         if self.frame_shape is not None:
             self.frame_shape = list(self.frame_shape)
             self.validate_frame_shape(self.frame_shape)

@@ -19,6 +19,7 @@ import torch
 from torch.distributions import Independent
 
 from dsvae.errors import DataError
+from dsvae.model.deterministic import DeterministicSequenceVAE
 from dsvae.model.distributions import rsample
 from dsvae.model.dsvae import DSVAE
 
@@ -83,9 +84,16 @@ def decode(model: DSVAE, z: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
 
 @inference
 def reconstruct(
-    model: DSVAE, x: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None
+    model: DSVAE | DeterministicSequenceVAE,
+    x: torch.Tensor,
+    *,
+    sample: bool = False,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Encode ``x`` and decode it again (Fig. 3 b)."""
+    """Encode ``x`` and decode it again (Fig. 3 b); for the baselines, from f and global z."""
+    if isinstance(model, DeterministicSequenceVAE):
+        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        return model.impute(x, mask, sample, generator)
     enc = encode(model, x, sample=sample, generator=generator)
     return decode(model, enc.z, enc.f)
 
@@ -203,7 +211,7 @@ def observed_mask(batch: int, length: int, observed: int, device=None) -> torch.
 
 @inference
 def impute(
-    model: DSVAE,
+    model: DSVAE | DeterministicSequenceVAE,
     x: torch.Tensor,
     mask: torch.Tensor | None = None,
     *,
@@ -212,6 +220,9 @@ def impute(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Fill in missing frames with the prior dynamics (Section 4.3).
+
+    For the deterministic baselines (LSTM-f, LSTM-c) f and the global z are
+    inferred from the observed frames only and all T frames are decoded from them.
 
     ``mask`` (B, T) is True where a frame is observed; ``observed=t`` is the
     prediction case, observing frames 1..t. The conditioning is:
@@ -236,13 +247,4 @@ def impute(
         raise DataError(
             "the mask hides every frame of a sequence; observe at least one frame per sequence"
         )
-    features = model.encode_features(x)
-    f = _draw(model.posterior_f(features, mask), sample, generator)
-    z_post = _draw(model.posterior_z(features, f, mask), sample, generator)  # (B, T, Z)
-    z_prev, state, steps = torch.zeros_like(z_post[:, 0]), None, []
-    for step in range(t):
-        prior, state = model.prior.step(z_prev, state)
-        z_prior = _draw(prior, sample, generator)
-        z_prev = torch.where(mask[:, step, None], z_post[:, step], z_prior)
-        steps.append(z_prev)
-    return decode(model, torch.stack(steps, dim=1), f)
+    return model.impute(x, mask, sample, generator)

@@ -12,7 +12,7 @@ from dsvae.config import load_config
 from dsvae.data import SequenceDataset, make_bouncing_ball_dataset
 from dsvae.io import atomic_write_json
 from dsvae.machine import machine_description
-from dsvae.model import DSVAE
+from dsvae.model import build_model
 from dsvae.showcase import (
     load_batch,
     model_generator,
@@ -73,7 +73,7 @@ def run_quickstart(
     test = SequenceDataset(test_dir)
     x_test = load_batch(test, len(test), indices=list(range(len(test))))
     torch.manual_seed(seed)  # the initial weights that training starts from
-    before = held_out_elbo(DSVAE(config.model), x_test)
+    before = held_out_elbo(build_model(config.model), x_test)
     result = train(config, data_dir, out_dir / "run")
     after = held_out_elbo(result.model, x_test)
     pictures = draw_all(result.model, x_test, out_dir / "pictures", seed=seed)

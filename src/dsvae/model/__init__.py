@@ -1,5 +1,6 @@
 """The DSVAE model: networks named after the distributions they parameterise."""
 
+from dsvae.model.deterministic import DeterministicDynamics, DeterministicSequenceVAE
 from dsvae.model.distributions import FrameLikelihood, diag_gaussian, rsample
 from dsvae.model.dsvae import DSVAE, DSVAEOutput
 from dsvae.model.frames import (
@@ -15,9 +16,14 @@ from dsvae.model.posteriors import (
     StaticPosterior,
 )
 from dsvae.model.prior import DynamicsPrior
+from dsvae.model.registry import MODELS, build_model
 
 __all__ = [
     "DSVAE",
+    "MODELS",
+    "DeterministicDynamics",
+    "DeterministicSequenceVAE",
+    "build_model",
     "ConvFrameDecoder",
     "ConvFrameEncoder",
     "DSVAEOutput",

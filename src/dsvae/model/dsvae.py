@@ -16,6 +16,19 @@ from dsvae.model.posteriors import DYNAMICS_POSTERIORS, StaticPosterior
 from dsvae.model.prior import DynamicsPrior
 
 
+def check_frames(x: torch.Tensor, frame_shape: tuple[int, ...]) -> None:
+    """Raise :class:`DataError` unless ``x`` is (B, T, *frame_shape) floats."""
+    if x.ndim != 2 + len(frame_shape) or tuple(x.shape[2:]) != tuple(frame_shape):
+        raise DataError(
+            f"frames must have shape (B, T, {', '.join(map(str, frame_shape))}) for this "
+            f"model, got {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise DataError(
+            f"frames must be floats (use dsvae.data.prepare_frames on uint8 data), got {x.dtype}"
+        )
+
+
 @dataclass
 class DSVAEOutput:
     """Everything one pass of :meth:`DSVAE.forward` computes.
@@ -56,6 +69,10 @@ class DSVAE(nn.Module):
                 "model.frame_shape is not set; train fills it in from the data set, "
                 "or set it, e.g. model.frame_shape=[1, 32, 32]"
             )
+        if config.dynamics != "stochastic":
+            raise ConfigError(
+                f"DSVAE has stochastic dynamics; for model.dynamics={config.dynamics} use build_model"
+            )
         self.config = config
         shape = tuple(config.frame_shape)
         e, h = config.frames.feature_dim, config.hidden_dim
@@ -75,15 +92,7 @@ class DSVAE(nn.Module):
 
     def check_frames(self, x: torch.Tensor) -> None:
         """Raise :class:`DataError` unless ``x`` is (B, T, *frame_shape) floats."""
-        if x.ndim != 2 + len(self.frame_shape) or tuple(x.shape[2:]) != self.frame_shape:
-            raise DataError(
-                f"frames must have shape (B, T, {', '.join(map(str, self.frame_shape))}) for this "
-                f"model, got {tuple(x.shape)}"
-            )
-        if not x.is_floating_point():
-            raise DataError(
-                f"frames must be floats (use dsvae.data.prepare_frames on uint8 data), got {x.dtype}"
-            )
+        check_frames(x, self.frame_shape)
 
     # ------------------------------------------------------------------ inference
 
@@ -158,3 +167,23 @@ class DSVAE(nn.Module):
         """Negative (weighted) ELBO per sequence; beta_f = beta_z = 1 is Eq. 2 exactly."""
         t = out.terms
         return -(t["recon"] - beta_f * t["kl_f"] - beta_z * t["kl_z"])
+
+    def impute(
+        self, x: torch.Tensor, mask: torch.Tensor, sample: bool, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Fill in the frames where ``mask`` (B, T) is False with the prior dynamics.
+
+        f ~ q(f | observed frames); for an observed step z_t comes from the posterior
+        (whose networks read only the observed frames), for a missing step from
+        p(z_t | z_<t) given the z's before it. Every frame is then decoded.
+        """
+        draw = (lambda d: rsample(d, generator)) if sample else (lambda d: d.mean)
+        features = self.encode_features(x)
+        f = draw(self.posterior_f(features, mask))
+        z_post = draw(self.posterior_z(features, f, mask))  # (B, T, Z)
+        z_prev, state, steps = torch.zeros_like(z_post[:, 0]), None, []
+        for step in range(x.shape[1]):
+            prior, state = self.prior.step(z_prev, state)
+            z_prev = torch.where(mask[:, step, None], z_post[:, step], draw(prior))
+            steps.append(z_prev)
+        return self.decode(torch.stack(steps, dim=1), f).mean

@@ -13,6 +13,7 @@ from dsvae.config import ModelConfig, from_dict, to_dict
 from dsvae.errors import ConfigError, ModelFileError
 from dsvae.io import atomic_path, atomic_write_json
 from dsvae.model.dsvae import DSVAE
+from dsvae.model.registry import build_model
 
 FORMAT = "dsvae-model"
 FORMAT_VERSION = 1
@@ -77,7 +78,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> DS
         raise ModelFileError(
             f"{weights} is not a valid safetensors file ({err}); dsvae never loads pickled weights"
         ) from err
-    model = DSVAE(config)
+    model = build_model(config)
     expected = model.state_dict()
     bad = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
     missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Sampler, Subset
 from dsvae.config import ExperimentConfig, TrainConfig
 from dsvae.data import SequenceDataset, prepare_frames, split_indices
 from dsvae.errors import DsvaeError
-from dsvae.model import DSVAE
+from dsvae.model import build_model
 from dsvae.train.csv_log import RunCSVLogger
 
 TERMS = ("loss", "elbo", "recon", "kl_f", "kl_z")
@@ -32,7 +32,7 @@ class DSVAEModule(pl.LightningModule):
     def __init__(self, config: ExperimentConfig) -> None:
         super().__init__()
         self.config = config
-        self.model = DSVAE(config.model)
+        self.model = build_model(config.model)
 
     @property
     def train_cfg(self) -> TrainConfig:

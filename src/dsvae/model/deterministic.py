@@ -1,0 +1,132 @@
+"""Deterministic-dynamics baselines of Section 4.3: LSTM-f and LSTM-c.
+
+p(x_1:T, z, f) = p(f) p(z) prod_t p(x_t | z, f), where a *global* z drives a
+deterministic LSTM and x_t is decoded from NN(h_t, f):
+
+* LSTM-f: h_0 = z, h_t = LSTM(h_{t-1})  (z is forward-propagated);
+* LSTM-c: h_0 = 0, h_t = LSTM(h_{t-1}, z)  (the LSTM is conditioned on z at every
+  step, the transition of the FHVAE of Hsu et al. 2017).
+
+They share the frame encoder and decoder family, the static posterior q(f | x_1:T)
+and the observation model with :class:`~dsvae.model.DSVAE`; q(z | x_1:T) is a
+bi-LSTM like q(f | x_1:T).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.distributions import Independent, kl_divergence
+
+from dsvae.config import ModelConfig
+from dsvae.errors import ConfigError
+from dsvae.model.distributions import FrameLikelihood, rsample, standard_normal
+from dsvae.model.dsvae import DSVAEOutput, check_frames
+from dsvae.model.frames import build_frame_networks
+from dsvae.model.posteriors import StaticPosterior
+
+
+class DeterministicDynamics(nn.Module):
+    """h_1:T from a global z: ``lstm-f`` (h_0 = z) or ``lstm-c`` (z as every step's input)."""
+
+    def __init__(self, kind: str, z_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "lstm-f":
+            # the LSTM state has hidden_dim units; a linear map lifts z to (h_0, c_0)
+            self.init = nn.Linear(z_dim, 2 * hidden_dim)
+            self.lstm = nn.LSTM(1, hidden_dim, batch_first=True)
+        else:
+            self.lstm = nn.LSTM(z_dim, hidden_dim, batch_first=True)
+
+    def forward(self, z: torch.Tensor, length: int) -> torch.Tensor:
+        """z (B, Z) -> h_1:T (B, T, H)."""
+        b = z.shape[0]
+        if self.kind == "lstm-f":
+            h0, c0 = self.init(z).chunk(2, dim=-1)
+            state = (torch.tanh(h0).unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous())
+            h, _ = self.lstm(z.new_zeros(b, length, 1), state)
+        else:
+            h, _ = self.lstm(z.unsqueeze(1).expand(-1, length, -1))
+        return h
+
+
+class DeterministicSequenceVAE(nn.Module):
+    """LSTM-f / LSTM-c baseline (``config.dynamics``); the same interface as DSVAE's ELBO.
+
+    ``config.z_dim`` is the size of the global z (64 in the paper) and
+    ``config.hidden_dim`` that of the LSTMs (512 in the paper).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.frame_shape is None:
+            raise ConfigError("model.frame_shape is not set; train fills it in from the data set")
+        if config.dynamics not in ("lstm-f", "lstm-c"):
+            raise ConfigError(
+                f"DeterministicSequenceVAE needs dynamics lstm-f or lstm-c, got {config.dynamics!r}"
+            )
+        self.config = config
+        shape = tuple(config.frame_shape)
+        e, h = config.frames.feature_dim, config.hidden_dim
+        self.encoder, self.decoder = build_frame_networks(config.frames, shape, h + config.f_dim)
+        self.static_posterior = StaticPosterior(e, h, config.f_dim)
+        self.dynamics_posterior = StaticPosterior(e, h, config.z_dim)  # q(z | x_1:T), global
+        self.dynamics = DeterministicDynamics(config.dynamics, config.z_dim, h)
+        self.likelihood = FrameLikelihood(config.likelihood, shape)
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return tuple(self.config.frame_shape)
+
+    def check_frames(self, x: torch.Tensor) -> None:
+        """Raise :class:`DataError` unless ``x`` is (B, T, *frame_shape) floats."""
+        check_frames(x, self.frame_shape)
+
+    def encode_features(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_frames(x)
+        return self.encoder(x)
+
+    def posterior_f(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> Independent:
+        return self.static_posterior(features, mask)
+
+    def posterior_z(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> Independent:
+        """q(z | x_1:T), global: batch (B,), event (Z,); with ``mask`` only observed frames."""
+        return self.dynamics_posterior(features, mask)
+
+    def decode(self, z: torch.Tensor, f: torch.Tensor, length: int) -> Independent:
+        """p(x_t | z, f) for t = 1..length from h_t = LSTM(...) and f."""
+        h = self.dynamics(z, length)  # (B, T, H)
+        f_seq = f.unsqueeze(1).expand(-1, length, -1)
+        return self.likelihood(self.decoder(torch.cat([h, f_seq], dim=-1)))
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> DSVAEOutput:
+        """One-sample ELBO: recon - KL[q(f | x) || p(f)] - KL[q(z | x) || p(z)]."""
+        features = self.encode_features(x)
+        q_f, q_z = self.posterior_f(features), self.posterior_z(features)
+        f, z = rsample(q_f, generator), rsample(q_z, generator)
+        p_f, p_z = standard_normal(f.shape, f), standard_normal(z.shape, z)
+        p_x = self.decode(z, f, x.shape[1])
+        recon = p_x.log_prob(x).sum(dim=1)
+        kl_f, kl_z = kl_divergence(q_f, p_f), kl_divergence(q_z, p_z)
+        terms = {
+            "recon": recon.mean(),
+            "kl_f": kl_f.mean(),
+            "kl_z": kl_z.mean(),
+            "elbo": (recon - kl_f - kl_z).mean(),
+        }
+        return DSVAEOutput(q_f, q_z, p_f, p_z, p_x, f, z, terms)
+
+    def loss(self, out: DSVAEOutput, beta_f: float = 1.0, beta_z: float = 1.0) -> torch.Tensor:
+        t = out.terms
+        return -(t["recon"] - beta_f * t["kl_f"] - beta_z * t["kl_z"])
+
+    def impute(
+        self, x: torch.Tensor, mask: torch.Tensor, sample: bool, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Infer f and z from the observed frames only, then decode all T frames."""
+        features = self.encode_features(x)
+        q_f, q_z = self.posterior_f(features, mask), self.posterior_z(features, mask)
+        f = rsample(q_f, generator) if sample else q_f.mean
+        z = rsample(q_z, generator) if sample else q_z.mean
+        return self.decode(z, f, x.shape[1]).mean

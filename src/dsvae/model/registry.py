@@ -1,0 +1,20 @@
+"""Which model class a config builds: a plain dict keyed by ``model.dynamics``."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from dsvae.config import ModelConfig
+from dsvae.model.deterministic import DeterministicSequenceVAE
+from dsvae.model.dsvae import DSVAE
+
+MODELS: dict[str, type[nn.Module]] = {
+    "stochastic": DSVAE,  # Eq. 1: the LSTM prior over z_t
+    "lstm-f": DeterministicSequenceVAE,  # Sec. 4.3: h_0 = z
+    "lstm-c": DeterministicSequenceVAE,  # Sec. 4.3: h_t = LSTM(h_{t-1}, z)
+}
+
+
+def build_model(config: ModelConfig) -> DSVAE | DeterministicSequenceVAE:
+    """The model for ``config``: the DSVAE, or a deterministic-dynamics baseline."""
+    return MODELS[config.dynamics](config)
