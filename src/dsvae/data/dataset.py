@@ -101,8 +101,17 @@ def _make_sibling(out_dir: Path, kind: str) -> Path:
     raise DataError(f"could not create a temporary folder beside {out_dir}; clean up .{kind}-*")
 
 
-def _check_target(out_dir: Path, overwrite: bool) -> None:
-    """Raise DataError if writing to ``out_dir`` would clobber something it should not."""
+def check_target(
+    out_dir: Path,
+    overwrite: bool,
+    markers: tuple[str, ...] = (FRAMES_FILE,),
+    kind: str = "dsvae data set",
+) -> None:
+    """Raise DataError if writing to ``out_dir`` would clobber something it should not.
+
+    A non-empty folder is replaced only with ``overwrite`` and only if it holds one
+    of the ``markers`` (files that show it is a ``kind`` built by dsvae).
+    """
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
@@ -111,16 +120,22 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise DataError(f"{out_dir} exists; pass --overwrite or choose another folder")
-    if not (out_dir / FRAMES_FILE).is_file():
+    if not any((out_dir / marker).is_file() for marker in markers):
         raise DataError(
-            f"{out_dir} is not empty and is not a dsvae data set (no {FRAMES_FILE}); "
+            f"{out_dir} is not empty and is not a {kind} (no {markers[0]}); "
             "refusing to replace it, choose another folder"
         )
 
 
-def _commit(tmp_dir: Path, out_dir: Path, overwrite: bool) -> None:
+def commit_folder(
+    tmp_dir: Path,
+    out_dir: Path,
+    overwrite: bool,
+    markers: tuple[str, ...] = (FRAMES_FILE,),
+    kind: str = "dsvae data set",
+) -> None:
     """Rename the complete ``tmp_dir`` onto ``out_dir``, replacing an old folder last."""
-    _check_target(out_dir, overwrite)
+    check_target(out_dir, overwrite, markers, kind)
     old = None
     if out_dir.exists():
         if any(out_dir.iterdir()):
@@ -162,7 +177,7 @@ class DatasetWriter:
         self.shape = (int(n), *(int(s) for s in frame_shape_per_sequence))
         self.dtype = np.dtype(dtype)
         check_frames(self.shape, self.dtype, f"frames for {self.out_dir}")
-        _check_target(self.out_dir, overwrite)
+        check_target(self.out_dir, overwrite)
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_dir: Path | None = _make_sibling(self.out_dir, "tmp")
         self._written = np.zeros(self.shape[0], dtype=bool)
@@ -204,7 +219,7 @@ class DatasetWriter:
         tmp_dir = self._require_open()
         try:
             self._complete(tmp_dir, labels, meta)
-            _commit(tmp_dir, self.out_dir, self.overwrite)
+            commit_folder(tmp_dir, self.out_dir, self.overwrite)
         except BaseException:
             self.abort()
             raise

@@ -40,9 +40,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from dsvae.data.dataset import FRAMES_FILE, DatasetWriter
+from dsvae.data.dataset import FRAMES_FILE, DatasetWriter, check_target, commit_folder
 from dsvae.errors import DataError
-from dsvae.io import fsync_path
+from dsvae.io import current_umask
 
 ATTRIBUTES = ("skin", "pants", "tops", "hair")
 """The four attribute slots, in label order (upstream: body, bottomwear, topwear, hair)."""
@@ -119,6 +119,9 @@ class SpriteSheets:
     """All 1296 character ids in split order: ``RandomState(423).permutation(1296)``."""
     train_ids: tuple[int, ...]
     test_ids: tuple[int, ...]
+
+
+_MARKERS = (f"train/{FRAMES_FILE}", f"test/{FRAMES_FILE}")
 
 
 def load_sheets(sheets_dir: str | os.PathLike) -> SpriteSheets:
@@ -298,13 +301,13 @@ def build_sprites(
     """
     sheets = load_sheets(sheets_dir)
     out_dir = Path(out_dir)
-    _check_target(out_dir, overwrite)
+    check_target(out_dir, overwrite, _MARKERS, "Sprites data set")
     ids = _split_ids(sheets, characters)
     slot = {c: (split, i) for split, split_ids in ids.items() for i, c in enumerate(split_ids)}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        staging.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; give the usual mode
+        staging.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; give the usual mode
         shape = (LENGTH, TILE, TILE, 3)
         with contextlib.ExitStack() as stack:
             writers = {
@@ -322,52 +325,7 @@ def build_sprites(
                 bar.update(1)
             for split, writer in writers.items():
                 writer.finish(_labels(ids[split]), _meta(split, ids[split], characters is not None))
-        _commit(staging, out_dir, overwrite)
+        commit_folder(staging, out_dir, overwrite, _MARKERS, "Sprites data set")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir / "train", out_dir / "test"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _check_target(out_dir: Path, overwrite: bool) -> None:
-    """DataError if ``out_dir`` is in the way: non-empty without ``overwrite``, or not ours."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise DataError(f"{out_dir} exists and is not a folder; choose another folder")
-    if not any(out_dir.iterdir()):
-        return
-    if not overwrite:
-        raise DataError(f"{out_dir} exists; pass --overwrite or choose another folder")
-    if not any((out_dir / split / FRAMES_FILE).is_file() for split in ("train", "test")):
-        raise DataError(
-            f"{out_dir} is not empty and is not a Sprites data set (no train/{FRAMES_FILE}); "
-            "refusing to replace it, choose another folder"
-        )
-
-
-def _commit(staging: Path, out_dir: Path, overwrite: bool) -> None:
-    """Rename the complete ``staging`` onto ``out_dir``; an old folder is removed last."""
-    _check_target(out_dir, overwrite)
-    old = None
-    if out_dir.exists():
-        if any(out_dir.iterdir()):
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, old / "data")
-        else:
-            out_dir.rmdir()
-    try:
-        os.rename(staging, out_dir)
-    except BaseException:
-        if old is not None:
-            os.replace(old / "data", out_dir)
-            old.rmdir()
-        raise
-    fsync_path(out_dir.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

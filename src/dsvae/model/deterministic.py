@@ -21,7 +21,7 @@ from torch.distributions import Independent, kl_divergence
 from dsvae.config import ModelConfig
 from dsvae.errors import ConfigError
 from dsvae.model.distributions import FrameLikelihood, rsample, standard_normal
-from dsvae.model.dsvae import DSVAEOutput, check_frames
+from dsvae.model.dsvae import DSVAEOutput, check_frames, elbo_terms, weighted_loss
 from dsvae.model.frames import build_frame_networks
 from dsvae.model.posteriors import StaticPosterior
 
@@ -109,17 +109,11 @@ class DeterministicSequenceVAE(nn.Module):
         p_x = self.decode(z, f, x.shape[1])
         recon = p_x.log_prob(x).sum(dim=1)
         kl_f, kl_z = kl_divergence(q_f, p_f), kl_divergence(q_z, p_z)
-        terms = {
-            "recon": recon.mean(),
-            "kl_f": kl_f.mean(),
-            "kl_z": kl_z.mean(),
-            "elbo": (recon - kl_f - kl_z).mean(),
-        }
-        return DSVAEOutput(q_f, q_z, p_f, p_z, p_x, f, z, terms)
+        return DSVAEOutput(q_f, q_z, p_f, p_z, p_x, f, z, elbo_terms(recon, kl_f, kl_z))
 
     def loss(self, out: DSVAEOutput, beta_f: float = 1.0, beta_z: float = 1.0) -> torch.Tensor:
-        t = out.terms
-        return -(t["recon"] - beta_f * t["kl_f"] - beta_z * t["kl_z"])
+        """Negative (weighted) ELBO per sequence."""
+        return weighted_loss(out.terms, beta_f, beta_z)
 
     def impute(
         self, x: torch.Tensor, mask: torch.Tensor, sample: bool, generator: torch.Generator | None

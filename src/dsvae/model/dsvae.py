@@ -29,6 +29,23 @@ def check_frames(x: torch.Tensor, frame_shape: tuple[int, ...]) -> None:
         )
 
 
+def elbo_terms(
+    recon: torch.Tensor, kl_f: torch.Tensor, kl_z: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Batch means of the per-sequence (B,) terms, and the ELBO = recon - KL_f - KL_z."""
+    return {
+        "recon": recon.mean(),
+        "kl_f": kl_f.mean(),
+        "kl_z": kl_z.mean(),
+        "elbo": (recon - kl_f - kl_z).mean(),
+    }
+
+
+def weighted_loss(terms: dict[str, torch.Tensor], beta_f: float, beta_z: float) -> torch.Tensor:
+    """-(recon - beta_f KL_f - beta_z KL_z); the negative ELBO when both betas are 1."""
+    return -(terms["recon"] - beta_f * terms["kl_f"] - beta_z * terms["kl_z"])
+
+
 @dataclass
 class DSVAEOutput:
     """Everything one pass of :meth:`DSVAE.forward` computes.
@@ -155,18 +172,11 @@ class DSVAE(nn.Module):
         recon = p_x.log_prob(x).sum(dim=1)  # (B,)
         kl_f = kl_divergence(q_f, p_f)  # (B,)
         kl_z = kl_divergence(q_z, p_z).sum(dim=1)  # (B,)
-        terms = {
-            "recon": recon.mean(),
-            "kl_f": kl_f.mean(),
-            "kl_z": kl_z.mean(),
-            "elbo": (recon - kl_f - kl_z).mean(),
-        }
-        return DSVAEOutput(q_f, q_z, p_f, p_z, p_x, f, z, terms)
+        return DSVAEOutput(q_f, q_z, p_f, p_z, p_x, f, z, elbo_terms(recon, kl_f, kl_z))
 
     def loss(self, out: DSVAEOutput, beta_f: float = 1.0, beta_z: float = 1.0) -> torch.Tensor:
         """Negative (weighted) ELBO per sequence; beta_f = beta_z = 1 is Eq. 2 exactly."""
-        t = out.terms
-        return -(t["recon"] - beta_f * t["kl_f"] - beta_z * t["kl_z"])
+        return weighted_loss(out.terms, beta_f, beta_z)
 
     def impute(
         self, x: torch.Tensor, mask: torch.Tensor, sample: bool, generator: torch.Generator | None
