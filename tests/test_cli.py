@@ -223,3 +223,10 @@ def test_usage_errors_exit_2(capsys):
         main(["train"])
     assert exc.value.code == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_export_rewrites_the_model(trained, capsys):
+    before = (trained / "run" / "model" / "model.safetensors").read_bytes()
+    assert main(["export", str(trained / "run")]) == 0
+    assert "model:" in capsys.readouterr().out
+    assert (trained / "run" / "model" / "model.safetensors").read_bytes() == before

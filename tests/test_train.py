@@ -172,3 +172,21 @@ def test_pictures_while_training(ball_dir, tmp_path):
     assert folders == ["epoch0001"]  # only after the second epoch
     names = {p.name for p in (result.run_dir / "pictures" / "epoch0001").iterdir()}
     assert names == {"reconstruction.png", "reconstruction.gif", "generation.png", "generation.gif"}
+
+
+def test_export_from_a_checkpoint(ball_dir, tmp_path):
+    from dsvae.train.run import export_checkpoint
+
+    result = train(tiny_config("train.max_epochs=1"), ball_dir, tmp_path / "run")
+    x = prepare_frames(torch.stack([SequenceDataset(ball_dir)[i] for i in range(3)]))
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    expected = result.model(x, generator=gen()).terms["elbo"]
+    import shutil
+
+    shutil.rmtree(tmp_path / "run" / "model")
+    export_checkpoint(tmp_path / "run")
+    torch.testing.assert_close(
+        load_model(tmp_path / "run")(x, generator=gen()).terms["elbo"], expected
+    )
+    with pytest.raises(DsvaeError, match="not a run folder"):
+        export_checkpoint(tmp_path)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from dsvae import __version__
+from dsvae import __version__, cli_experiments
 from dsvae.errors import DsvaeError
 
 EPILOG_MAIN = """\
@@ -61,9 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dsvae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _quickstart_parser(sub)
-    _data_parser(sub)
+    data_kinds = _data_parser(sub)
     _train_parser(sub)
+    _export_parser(sub)
     _operation_parsers(sub)
+    cli_experiments.register(sub, data_kinds, _add)
     return parser
 
 
@@ -87,7 +89,7 @@ def _quickstart_parser(sub) -> None:
     p.set_defaults(func=cmd_quickstart)
 
 
-def _data_parser(sub) -> None:
+def _data_parser(sub):
     p = _add(
         sub,
         "data",
@@ -112,6 +114,7 @@ def _data_parser(sub) -> None:
     b.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing data set")
     b.set_defaults(func=cmd_data_bouncing_ball)
+    return kinds
 
 
 def _train_parser(sub) -> None:
@@ -131,6 +134,22 @@ def _train_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
     _add_overrides(p, "train.lr=1e-3")
     p.set_defaults(func=cmd_train)
+
+
+def _export_parser(sub) -> None:
+    p = _add(
+        sub,
+        "export",
+        "save the model of a run from its latest checkpoint",
+        "Write RUN/model/ (config.json + model.safetensors) from RUN/checkpoints/last.ckpt, e.g. "
+        "for a run that was stopped before it finished. Training can still be resumed afterwards.",
+        "example:\n  dsvae export runs/sprites-cpu",
+    )
+    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument(
+        "--checkpoint", default="last.ckpt", help="checkpoint file name (default last.ckpt)"
+    )
+    p.set_defaults(func=cmd_export)
 
 
 def _operation_parsers(sub) -> None:
@@ -255,6 +274,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     elbo = result.metrics.get("val/elbo", result.metrics.get("train/elbo"))
     print(f"trained {result.global_step} steps in {result.wall_time_s:.0f} s; ELBO {elbo:.2f}")
     print(f"run folder: {result.run_dir}\nmodel: {result.model_dir}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from dsvae.train.run import export_checkpoint
+
+    print(f"model: {export_checkpoint(args.run, args.checkpoint)}")
 
 
 def _model_and_batch(args: argparse.Namespace):

@@ -192,3 +192,25 @@ def _quiet_lightning() -> None:
     # resuming writes into the run's own checkpoint folder, which is meant to exist
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     torch.set_float32_matmul_precision("high")
+
+
+def export_checkpoint(run_dir: str | Path, checkpoint: str = LAST_CHECKPOINT) -> Path:
+    """Write ``run_dir/model/`` from a checkpoint of an unfinished (or stopped) run.
+
+    The checkpoint is read with ``weights_only=True``; the model config comes from
+    the run's ``config.yaml``. Returns the model folder.
+    """
+    from dsvae.model import build_model
+    from dsvae.train.checkpoint_io import AtomicCheckpointIO
+
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoints" / checkpoint
+    if not (run_dir / CONFIG_FILE).is_file() or not path.is_file():
+        raise DsvaeError(f"{run_dir} is not a run folder with checkpoints/{checkpoint}")
+    config = from_dict(
+        ExperimentConfig, yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    )
+    state = AtomicCheckpointIO().load_checkpoint(path)["state_dict"]
+    model = build_model(config.model)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    return save_model(model.eval(), run_dir / "model")

@@ -1,0 +1,244 @@
+"""Bouncing-ball protocol of Section 4.3: error against the number of missing frames.
+
+For k = 0 .. T-1 consecutive missing frames at the end, each model observes the
+first T - k frames of every test sequence, predicts the rest (``ops.impute``)
+and is scored by the fraction of wrongly predicted pixels after binarising at
+0.5 (:func:`dsvae.eval.metrics.pixel_error`), over all T frames ("reconstructed/
+predicted") and over the missing frames alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from dsvae import ops
+from dsvae.data import SequenceDataset, prepare_frames
+from dsvae.errors import DataError
+from dsvae.eval.metrics import pixel_error
+from dsvae.io import atomic_path
+
+MISSING_GREEN = np.array([0.1, 0.85, 0.2])
+
+
+def _batches(dataset: SequenceDataset, batch_size: int, limit: int | None):
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    for start in range(0, n, batch_size):
+        block = np.array(dataset.frames[start : min(n, start + batch_size)])  # copy out of the mmap
+        yield prepare_frames(torch.from_numpy(block))
+
+
+@torch.no_grad()
+def missing_frames_curve(
+    model,
+    dataset: SequenceDataset,
+    *,
+    batch_size: int = 100,
+    limit: int | None = None,
+    max_missing: int | None = None,
+) -> dict[str, list[float]]:
+    """Pixel error for k = 0 .. T-1 consecutive missing frames at the end (Fig. 8).
+
+    Returns ``{"missing": [k...], "error_all": [...], "error_missing": [...]}``;
+    ``error_missing`` is NaN at k = 0. Means of the posterior and prior are used,
+    so the curve is deterministic.
+    """
+    if tuple(dataset.frame_shape) != tuple(model.frame_shape):
+        raise DataError(
+            f"the data set's frames are {list(dataset.frame_shape)} but the model was trained "
+            f"on {list(model.frame_shape)}; evaluate on a data set of the same frame size"
+        )
+    t = dataset.length
+    ks = list(range(0, (t - 1 if max_missing is None else min(max_missing, t - 1)) + 1))
+    wrong_all, wrong_missing, count = np.zeros(len(ks)), np.zeros(len(ks)), 0
+    for x in _batches(dataset, batch_size, limit):
+        b = x.shape[0]
+        for i, k in enumerate(ks):
+            pred = ops.impute(model, x, observed=t - k)
+            wrong_all[i] += pixel_error(pred, x) * b
+            if k:
+                wrong_missing[i] += pixel_error(pred[:, t - k :], x[:, t - k :]) * b
+        count += b
+    missing = wrong_missing / count
+    missing[0] = np.nan
+    return {
+        "missing": ks,
+        "error_all": (wrong_all / count).tolist(),
+        "error_missing": missing.tolist(),
+    }
+
+
+def time_image(frames: np.ndarray, observed: np.ndarray, scale: int = 4) -> np.ndarray:
+    """One sequence as one RGB image (Fig. 7): brightness grows with time, missing frames green.
+
+    ``frames`` (T, H, W) in [0, 1]; ``observed`` (T,) bool. Later frames are drawn
+    over earlier ones where they overlap.
+    """
+    t = frames.shape[0]
+    image = np.zeros((*frames.shape[1:], 3))
+    for step in range(t):
+        weight = 0.25 + 0.75 * (step + 1) / t  # starting from dark, never fully black
+        colour = np.ones(3) * weight if observed[step] else MISSING_GREEN * weight
+        on = frames[step] >= 0.5
+        image[on] = colour
+    image = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    return image.repeat(scale, 0).repeat(scale, 1)
+
+
+def plot_curves(
+    curves: dict[str, list[dict[str, list[float]]]],
+    path: str | Path,
+    *,
+    key: str = "error_all",
+    title: str = "",
+) -> Path:
+    """Fig. 8: mean and min-max band over seeds of each model's error curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for i, (name, runs) in enumerate(curves.items()):
+        ks = np.array(runs[0]["missing"])
+        values = np.array([r[key] for r in runs], dtype=float)  # (seeds, K)
+        mean = np.nanmean(values, axis=0)
+        ax.plot(ks, mean, color=f"C{i}", label=f"{name} ({len(runs)} seeds)")
+        ax.fill_between(ks, np.nanmin(values, 0), np.nanmax(values, 0), color=f"C{i}", alpha=0.25)
+    ax.set_xlabel("number of consecutive missing frames")
+    ax.set_ylabel("fraction of wrong pixels")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+@torch.no_grad()
+def figure7(
+    models: dict, x: torch.Tensor, path: str | Path, *, observed: int = 20, scale: int = 4
+) -> Path:
+    """Fig. 7: per sequence (rows), ground truth, then each model's reconstruction and prediction.
+
+    ``x`` (B, T, 1, H, W) binary frames; the prediction observes the first
+    ``observed`` frames and its missing frames are drawn green.
+    """
+    from dsvae.viz import save_png
+
+    b, t = x.shape[:2]
+    everything = np.ones(t, dtype=bool)
+    first = np.arange(t) < observed
+    columns = [("truth", x, everything)]
+    for name, model in models.items():
+        columns.append((f"{name} recon", ops.reconstruct(model, x), everything))
+        columns.append((f"{name} pred", ops.impute(model, x, observed=observed), first))
+    cells = [
+        [time_image(frames[i, :, 0].cpu().numpy(), mask, scale) for _, frames, mask in columns]
+        for i in range(b)
+    ]
+    pad, header = 4, 18
+    h, w = cells[0][0].shape[:2]
+    grid = np.full((header + b * (h + pad) + pad, len(columns) * (w + pad) + pad, 3), 255, np.uint8)
+    for r, row in enumerate(cells):
+        for c, cell in enumerate(row):
+            y, x0 = header + pad + r * (h + pad), pad + c * (w + pad)
+            grid[y : y + h, x0 : x0 + w] = cell
+    image = Image.fromarray(grid)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=11)
+    for c, (name, _, _) in enumerate(columns):
+        draw.text((pad + c * (w + pad), 3), name, fill=(0, 0, 0), font=font)
+    return save_png(np.asarray(image), path)
+
+
+def _markdown(
+    curves: dict[str, list[dict]], ks: tuple[int, ...] = (0, 1, 5, 10, 15, 20, 25, 29)
+) -> str:
+    lines = ["| missing frames | " + " | ".join(curves) + " |", "|---" * (len(curves) + 1) + "|"]
+    for k in ks:
+        cells = []
+        for runs in curves.values():
+            values = [r["error_all"][k] for r in runs if k < len(r["error_all"])]
+            if not values:
+                cells.append("")
+                continue
+            spread = f" ± {np.std(values):.4f}" if len(values) > 1 else ""
+            cells.append(f"{np.mean(values):.4f}{spread}")
+        if any(cells):
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluate_bouncing_ball(
+    runs: list[str | Path],
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    observed: int = 20,
+    limit: int | None = None,
+    figure_rows: int = 6,
+) -> dict:
+    """Curves for every run (grouped by ``model.dynamics``), Fig. 7, Fig. 8 and a table."""
+    import csv
+    import time
+
+    from dsvae.io import atomic_write_json, atomic_write_text
+    from dsvae.machine import machine_description
+    from dsvae.model import load_model
+
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    dataset = SequenceDataset(data_dir)
+    if not 1 <= observed <= dataset.length:
+        raise DataError(f"--observed must be in 1..{dataset.length}, got {observed}")
+    curves: dict[str, list[dict]] = {}
+    first: dict = {}
+    for run in runs:
+        model = load_model(run)
+        curve = missing_frames_curve(model, dataset, limit=limit)
+        curve["run"] = str(run)
+        curves.setdefault(model.config.dynamics, []).append(curve)
+        first.setdefault(model.config.dynamics, model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x = next(_batches(dataset, figure_rows, figure_rows))
+    figure7(first, x, out_dir / "figure7.png", observed=observed)
+    plot_curves(curves, out_dir / "figure8.png", title=f"{dataset.path.name}: prediction error")
+    with atomic_path(out_dir / "curves.csv") as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["model", "run", "missing", "error_all", "error_missing"])
+        for name, items in curves.items():
+            for c in items:
+                for k, a, m in zip(c["missing"], c["error_all"], c["error_missing"], strict=True):
+                    writer.writerow(
+                        [name, c["run"], k, f"{a:.6f}", "" if np.isnan(m) else f"{m:.6f}"]
+                    )
+    markdown = _markdown(curves)
+    report = {
+        "curves": curves,
+        "data": str(dataset.path),
+        "test_sequences": len(dataset) if limit is None else min(limit, len(dataset)),
+        "observed_in_figure7": observed,
+        "wall_time_s": round(time.perf_counter() - start, 1),
+        "machine": machine_description(),
+        "markdown": markdown,
+    }
+    atomic_write_json(out_dir / "curves.json", _json_safe(report))
+    atomic_write_text(out_dir / "curves.md", markdown + "\n")
+    return report
+
+
+def _json_safe(obj):
+    """NaN becomes null, so the JSON stays standard."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and np.isnan(obj):
+        return None
+    return obj

@@ -1,0 +1,150 @@
+"""Sprites protocols (Table 1, later work) and Figures 3-4, with a stand-in judge."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dsvae.config import load_config
+from dsvae.data import SequenceDataset, write_dataset
+from dsvae.eval import sprites
+from dsvae.eval.figures import figure3, plot_trajectories, trajectories
+from dsvae.model import DSVAE
+
+ATTRS = sprites.ATTRIBUTES
+
+
+class ConstantJudge:
+    """Returns the same probabilities for every frame, whatever it is shown."""
+
+    def __init__(self, attribute: list[float], action: list[float]) -> None:
+        self.attribute, self.action = torch.tensor(attribute), torch.tensor(action)
+
+    def predict_proba(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        b, t = x.shape[:2]
+        out = {name: self.attribute.expand(b, t, -1) for name in ATTRS}
+        out["action"] = self.action.expand(b, -1)
+        return out
+
+
+class BrightnessJudge:
+    """Class = brightness bin of each frame (attributes) and of the sequence (action)."""
+
+    def predict_proba(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        frame = x.mean(dim=(2, 3, 4))  # (B, T)
+        out = {name: _one_hot_bins(frame, 6) for name in ATTRS}
+        out["action"] = _one_hot_bins(frame.mean(1), 9)
+        return out
+
+
+def _one_hot_bins(v: torch.Tensor, k: int) -> torch.Tensor:
+    cls = (v.clamp(0, 0.999) * k).long()
+    return 0.9 * torch.nn.functional.one_hot(cls, k).float() + 0.1 / k
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    n, t = 12, 4
+    frames = rng.integers(0, 256, size=(n, t, 16, 16, 3), dtype=np.uint8)
+    labels = {
+        "attributes": rng.integers(0, 6, size=(n, 4)),
+        "action": np.arange(n) % 9,
+        "character": np.arange(n),
+    }
+    meta = {"name": "tiny-sprites", "source": "test", "seed": 0, "licence": "generated"}
+    path = write_dataset(tmp_path_factory.mktemp("sprites") / "test", frames, labels, meta)
+    return SequenceDataset(path)
+
+
+@pytest.fixture(scope="module")
+def model():
+    config = load_config(
+        None,
+        [
+            "model.f_dim=4",
+            "model.z_dim=3",
+            "model.hidden_dim=8",
+            "model.frames.channels=[4,4]",
+            "model.frames.strides=[2,2]",
+            "model.frames.feature_dim=16",
+            "model.frame_shape=[3,16,16]",
+        ],
+    )
+    torch.manual_seed(0)
+    return DSVAE(config.model).eval()
+
+
+def test_constant_judge_gives_known_table1(model, split):
+    attr = [0.5, 0.1, 0.1, 0.1, 0.1, 0.1]
+    rows = sprites.table1(model, ConstantJudge(attr, [1 / 9] * 9), split, batch_size=5)
+    assert set(rows) == {*ATTRS, "action"}
+    kl_uniform = sum(math.log((1 / 6) / p) / 6 for p in attr)  # KL[uniform || p_data]
+    for name in ATTRS:
+        assert rows[name]["disagreement"] == 0.0
+        assert rows[name]["kl_recon"] == pytest.approx(0.0, abs=1e-6)
+        assert rows[name]["kl_random"] == pytest.approx(kl_uniform, rel=1e-5)
+    assert rows["action"]["kl_random"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_constant_judge_gives_known_later_work(model, split):
+    action = [0.0] * 9
+    action[2] = 1.0
+    result = sprites.later_work(model, ConstantJudge([1 / 6] * 6, action), split, batch_size=5)
+    assert result["action_acc"] == pytest.approx(np.mean(split.labels["action"] == 2))
+    assert result["inception_score"] == pytest.approx(1.0)
+    assert result["h_y_given_x"] == pytest.approx(0.0, abs=1e-6)
+    assert result["h_y"] == pytest.approx(0.0, abs=1e-6)
+    for name in ATTRS:
+        assert 0.0 <= result[f"{name}_acc"] <= 1.0
+
+
+def test_protocols_are_reproducible_and_in_range(model, split):
+    a = sprites.table1(model, BrightnessJudge(), split, seed=3, batch_size=7)
+    b = sprites.table1(model, BrightnessJudge(), split, seed=3, batch_size=7)
+    assert a == b
+    for row in a.values():
+        assert 0.0 <= row["disagreement"] <= 1.0 and row["kl_recon"] >= 0.0
+
+
+def test_markdown_puts_the_paper_beside_ours(model, split):
+    rows = sprites.table1(model, BrightnessJudge(), split)
+    text = sprites.table1_markdown(rows)
+    assert "| skin |" in text and "3.98%" in text and "8.11%" in text
+    later = sprites.later_work(model, BrightnessJudge(), split)
+    assert "90.73%" in sprites.later_work_markdown(later)
+
+
+def test_figure3_writes_eight_panels(model, split, tmp_path):
+    x = torch.stack([split[i] for i in range(4)]).permute(0, 1, 4, 2, 3).float() / 255
+    paths = figure3(model, x, tmp_path, seed=0)
+    assert sorted(p.name for p in paths if p.suffix == ".png") == [
+        f"figure3_{k}.png" for k in "abcdefgh"
+    ]
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_trajectories_share_the_fixed_factor(model, tmp_path):
+    classes = trajectories(model, BrightnessJudge(), share="f", length=4, n=10, repeats=3, seed=0)
+    assert classes["skin"].shape == (3, 10, 4) and classes["action"].shape == (3, 10, 4)
+    assert (classes["action"] == classes["action"][..., :1]).all()  # one action per sequence
+    path = plot_trajectories(classes, tmp_path / "fig4.png", title="shared f")
+    assert path.stat().st_size > 1000
+    with pytest.raises(ValueError, match="share"):
+        trajectories(model, BrightnessJudge(), share="x", length=4)
+
+
+def test_resolve_test_split_requires_sprites_labels(tmp_path, split):
+    assert sprites.resolve_test_split(split.path.parent).path == split.path
+    frames = np.zeros((2, 3, 16, 16, 3), dtype=np.uint8)
+    meta = {"name": "x", "source": "test", "seed": 0, "licence": "generated"}
+    write_dataset(tmp_path / "plain", frames, {}, meta)
+    from dsvae.errors import DataError
+
+    with pytest.raises(DataError, match="not a Sprites split"):
+        sprites.resolve_test_split(tmp_path / "plain")
+    assert json.loads((split.path / "meta.json").read_text())["name"] == "tiny-sprites"
