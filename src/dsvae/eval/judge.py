@@ -443,7 +443,7 @@ def train_judge(
     100% accuracy after 2 epochs (13 minutes on a busy 2-core CPU). Raises DataError for data without Sprites labels or with frames
     of another shape than ``config.frame_shape``.
     """
-    from dsvae.train.run import ProgressBar, _quiet_lightning
+    from dsvae.train.run import ProgressBar, quiet_lightning
 
     config = config or JudgeConfig()
     out_dir = Path(out_dir)
@@ -460,7 +460,7 @@ def train_judge(
             f"length={config.length}; set JudgeConfig(length={dataset.length})"
         )
     train_idx, val_idx = split_indices(len(dataset), val_fraction, seed)
-    _quiet_lightning()
+    quiet_lightning()
     pl.seed_everything(seed, workers=True, verbose=False)
     module = JudgeModule(config, lr)
     loader = DataLoader(

@@ -154,7 +154,7 @@ def train(
     (optimiser, step counter and random state included).
     """
     run_dir = Path(run_dir)
-    _quiet_lightning()
+    quiet_lightning()
     data = SequenceDataModule(str(data_dir), config.train)
     resolve_frame_shape(config, data.dataset.frame_shape)
     config = prepare_run_dir(run_dir, config, resume)
@@ -183,7 +183,7 @@ def train(
     return TrainResult(run_dir, model_dir, model, metrics, trainer.global_step, wall)
 
 
-def _quiet_lightning() -> None:
+def quiet_lightning() -> None:
     """Keep Lightning's start-up chatter (GPU/TPU availability lines, tips) off the terminal."""
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
