@@ -190,3 +190,16 @@ def test_export_from_a_checkpoint(ball_dir, tmp_path):
     )
     with pytest.raises(DsvaeError, match="not a run folder"):
         export_checkpoint(tmp_path)
+
+
+def test_a_failing_picture_does_not_end_training(ball_dir, tmp_path, monkeypatch):
+    import dsvae.showcase
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no pictures today")
+
+    monkeypatch.setattr(dsvae.showcase, "write_reconstructions", broken)
+    config = tiny_config("train.max_epochs=2", "train.pictures_every_n_epochs=1")
+    with pytest.warns(UserWarning, match="no pictures today"):
+        result = train(config, ball_dir, tmp_path / "run")
+    assert result.global_step == 10

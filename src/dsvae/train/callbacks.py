@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -25,6 +26,12 @@ class PicturesCallback(pl.Callback):
         epoch = trainer.current_epoch
         if not trainer.is_global_zero or (epoch + 1) % self.every:
             return
+        try:
+            self._draw(trainer, pl_module, epoch)
+        except Exception as err:  # noqa: BLE001 - a picture must never end a long run
+            warnings.warn(f"could not draw the pictures of epoch {epoch}: {err}", stacklevel=1)
+
+    def _draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
         from dsvae.showcase import write_generations, write_reconstructions
 
         data = trainer.datamodule
