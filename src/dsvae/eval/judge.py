@@ -20,8 +20,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -30,6 +29,7 @@ from dsvae.data import SequenceDataset, prepare_frames, split_indices
 from dsvae.errors import ConfigError, DataError, DsvaeError, ModelFileError
 from dsvae.eval.metrics import accuracy
 from dsvae.io import atomic_path, atomic_write_json
+from dsvae.model.io import load_weights
 
 FORMAT = "dsvae-judge"
 FORMAT_VERSION = 1
@@ -369,23 +369,8 @@ def load_judge(directory: str | Path, map_location: str | torch.device = "cpu") 
     """Load a judge saved by :func:`save_judge`, in eval mode; never unpickles anything."""
     directory = Path(directory)
     config, _ = read_judge_json(directory)
-    weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelFileError(f"{directory} has no {WEIGHTS_FILE}")
-    try:
-        state = load_file(str(weights), device=str(map_location))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ModelFileError(
-            f"{weights} is not a valid safetensors file ({err}); dsvae never loads pickled weights"
-        ) from err
     judge = SpritesJudge(config)
-    expected = judge.state_dict()
-    bad = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
-    missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()
-    if bad or missing or unexpected:
-        detail = bad[:3] or sorted(missing)[:3] or sorted(unexpected)[:3]
-        raise ModelFileError(f"{weights} does not match {CONFIG_FILE}: tensors {detail} differ")
-    judge.load_state_dict(state)
+    load_weights(judge, directory / WEIGHTS_FILE, map_location, CONFIG_FILE)
     return judge.to(map_location).eval()
 
 

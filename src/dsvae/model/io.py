@@ -69,21 +69,34 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> DS
     """Load a model saved by :func:`save_model` (from its folder or a run folder), in eval mode."""
     directory = resolve_model_dir(path)
     config = read_model_config(directory)
-    weights = directory / WEIGHTS_FILE
+    model = build_model(config)
+    load_weights(model, directory / WEIGHTS_FILE, map_location)
+    return model.eval()
+
+
+def load_weights(
+    module: torch.nn.Module,
+    weights: Path,
+    map_location: str | torch.device = "cpu",
+    config_name: str = CONFIG_FILE,
+) -> None:
+    """Load a safetensors file into ``module``, checking every tensor's name and shape.
+
+    Raises :class:`ModelFileError` for a missing file, a file that is not safetensors
+    (a pickle is never unpickled) and tensors that do not match the module.
+    """
     if not weights.is_file():
-        raise ModelFileError(f"{directory} has no {WEIGHTS_FILE}")
+        raise ModelFileError(f"{weights.parent} has no {weights.name}")
     try:
         state = load_file(str(weights), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFileError(
             f"{weights} is not a valid safetensors file ({err}); dsvae never loads pickled weights"
         ) from err
-    model = build_model(config)
-    expected = model.state_dict()
+    expected = module.state_dict()
     bad = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
     missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()
     if bad or missing or unexpected:
         detail = bad[:3] or sorted(missing)[:3] or sorted(unexpected)[:3]
-        raise ModelFileError(f"{weights} does not match {CONFIG_FILE}: tensors {detail} differ")
-    model.load_state_dict(state)
-    return model.eval()
+        raise ModelFileError(f"{weights} does not match {config_name}: tensors {detail} differ")
+    module.load_state_dict(state)
