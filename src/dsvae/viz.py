@@ -294,3 +294,14 @@ def _check_layout(scale: int, pad: int, pad_value: int) -> None:
         raise ValueError(f"pad must be an integer >= 0, got {pad!r}")
     if not 0 <= pad_value <= 255:
         raise ValueError(f"pad_value must be in 0..255, got {pad_value!r}")
+
+
+def save_figure(fig, path: str | os.PathLike, *, dpi: int = 110) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return path

@@ -20,6 +20,7 @@ from dsvae.data import SequenceDataset, prepare_frames
 from dsvae.errors import DataError
 from dsvae.eval.metrics import pixel_error
 from dsvae.io import atomic_path
+from dsvae.viz import save_figure, save_png
 
 MISSING_GREEN = np.array([0.1, 0.85, 0.2])
 
@@ -113,11 +114,7 @@ def plot_curves(
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 @torch.no_grad()
@@ -129,7 +126,6 @@ def figure7(
     ``x`` (B, T, 1, H, W) binary frames; the prediction observes the first
     ``observed`` frames and its missing frames are drawn green.
     """
-    from dsvae.viz import save_png
 
     b, t = x.shape[:2]
     everything = np.ones(t, dtype=bool)

@@ -9,7 +9,7 @@ import torch
 
 from dsvae import ops
 from dsvae.model import DSVAE
-from dsvae.viz import save_gif, save_grid
+from dsvae.viz import save_figure, save_gif, save_grid
 
 FIGURE3_PANELS = {
     "a": "test data",
@@ -96,8 +96,6 @@ def plot_trajectories(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dsvae.io import atomic_path
-
     rng = np.random.default_rng(seed)
     names = list(classes)
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), sharex=True)
@@ -113,8 +111,4 @@ def plot_trajectories(
     np.atleast_1d(axes)[0].set_ylabel("class id")
     fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
