@@ -21,7 +21,7 @@ from torch.distributions import Independent, kl_divergence
 from dsvae.config import ModelConfig
 from dsvae.errors import ConfigError
 from dsvae.model.distributions import FrameLikelihood, rsample, standard_normal
-from dsvae.model.dsvae import DSVAEOutput, check_frames, elbo_terms, weighted_loss
+from dsvae.model.dsvae import DSVAEOutput, SequenceModel, elbo_terms
 from dsvae.model.frames import build_frame_networks
 from dsvae.model.posteriors import StaticPosterior
 
@@ -51,7 +51,7 @@ class DeterministicDynamics(nn.Module):
         return h
 
 
-class DeterministicSequenceVAE(nn.Module):
+class DeterministicSequenceVAE(SequenceModel):
     """LSTM-f / LSTM-c baseline (``config.dynamics``); the same interface as DSVAE's ELBO.
 
     ``config.z_dim`` is the size of the global z (64 in the paper) and
@@ -75,21 +75,6 @@ class DeterministicSequenceVAE(nn.Module):
         self.dynamics = DeterministicDynamics(config.dynamics, config.z_dim, h)
         self.likelihood = FrameLikelihood(config.likelihood, shape)
 
-    @property
-    def frame_shape(self) -> tuple[int, ...]:
-        return tuple(self.config.frame_shape)
-
-    def check_frames(self, x: torch.Tensor) -> None:
-        """Raise :class:`DataError` unless ``x`` is (B, T, *frame_shape) floats."""
-        check_frames(x, self.frame_shape)
-
-    def encode_features(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_frames(x)
-        return self.encoder(x)
-
-    def posterior_f(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> Independent:
-        return self.static_posterior(features, mask)
-
     def posterior_z(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> Independent:
         """q(z | x_1:T), global: batch (B,), event (Z,); with ``mask`` only observed frames."""
         return self.dynamics_posterior(features, mask)
@@ -110,10 +95,6 @@ class DeterministicSequenceVAE(nn.Module):
         recon = p_x.log_prob(x).sum(dim=1)
         kl_f, kl_z = kl_divergence(q_f, p_f), kl_divergence(q_z, p_z)
         return DSVAEOutput(q_f, q_z, p_f, p_z, p_x, f, z, elbo_terms(recon, kl_f, kl_z))
-
-    def loss(self, out: DSVAEOutput, beta_f: float = 1.0, beta_z: float = 1.0) -> torch.Tensor:
-        """Negative (weighted) ELBO per sequence."""
-        return weighted_loss(out.terms, beta_f, beta_z)
 
     def impute(
         self, x: torch.Tensor, mask: torch.Tensor, sample: bool, generator: torch.Generator | None

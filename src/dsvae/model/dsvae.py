@@ -46,6 +46,36 @@ def weighted_loss(terms: dict[str, torch.Tensor], beta_f: float, beta_z: float) 
     return -(terms["recon"] - beta_f * terms["kl_f"] - beta_z * terms["kl_z"])
 
 
+class SequenceModel(nn.Module):
+    """What every sequence model here shares: frames in, per-frame features, q(f | x_1:T).
+
+    Subclasses set ``config``, ``encoder`` and ``static_posterior``.
+    """
+
+    config: ModelConfig
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return tuple(self.config.frame_shape)
+
+    def check_frames(self, x: torch.Tensor) -> None:
+        """Raise :class:`DataError` unless ``x`` is (B, T, *frame_shape) floats."""
+        check_frames(x, self.frame_shape)
+
+    def encode_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-frame features (B, T, E) of frames (B, T, *frame)."""
+        self.check_frames(x)
+        return self.encoder(x)
+
+    def posterior_f(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> Independent:
+        """q(f | x_1:T), optionally from the observed frames (``mask`` (B, T)) only."""
+        return self.static_posterior(features, mask)
+
+    def loss(self, out: DSVAEOutput, beta_f: float = 1.0, beta_z: float = 1.0) -> torch.Tensor:
+        """Negative (weighted) ELBO per sequence; beta_f = beta_z = 1 is Eq. 2 exactly."""
+        return weighted_loss(out.terms, beta_f, beta_z)
+
+
 @dataclass
 class DSVAEOutput:
     """Everything one pass of :meth:`DSVAE.forward` computes.
@@ -70,7 +100,7 @@ class DSVAEOutput:
         return self.p_x.mean
 
 
-class DSVAE(nn.Module):
+class DSVAE(SequenceModel):
     """p(x_1:T, z_1:T, f) = p(f) prod_t p(z_t | z_<t) p(x_t | z_t, f)  (Eq. 1).
 
     Inference: q(f | x_1:T) and either the factorised q(z_t | x_t) (Eq. 3) or the
@@ -103,24 +133,7 @@ class DSVAE(nn.Module):
         self.prior = DynamicsPrior(config.z_dim, h)
         self.likelihood = FrameLikelihood(config.likelihood, shape)
 
-    @property
-    def frame_shape(self) -> tuple[int, ...]:
-        return tuple(self.config.frame_shape)
-
-    def check_frames(self, x: torch.Tensor) -> None:
-        """Raise :class:`DataError` unless ``x`` is (B, T, *frame_shape) floats."""
-        check_frames(x, self.frame_shape)
-
     # ------------------------------------------------------------------ inference
-
-    def encode_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-frame features (B, T, E) of frames (B, T, *frame)."""
-        self.check_frames(x)
-        return self.encoder(x)
-
-    def posterior_f(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> Independent:
-        """q(f | x_1:T), optionally from the observed frames (``mask`` (B, T)) only."""
-        return self.static_posterior(features, mask)
 
     def posterior_z(
         self, features: torch.Tensor, f: torch.Tensor, mask: torch.Tensor | None = None
@@ -173,10 +186,6 @@ class DSVAE(nn.Module):
         kl_f = kl_divergence(q_f, p_f)  # (B,)
         kl_z = kl_divergence(q_z, p_z).sum(dim=1)  # (B,)
         return DSVAEOutput(q_f, q_z, p_f, p_z, p_x, f, z, elbo_terms(recon, kl_f, kl_z))
-
-    def loss(self, out: DSVAEOutput, beta_f: float = 1.0, beta_z: float = 1.0) -> torch.Tensor:
-        """Negative (weighted) ELBO per sequence; beta_f = beta_z = 1 is Eq. 2 exactly."""
-        return weighted_loss(out.terms, beta_f, beta_z)
 
     def impute(
         self, x: torch.Tensor, mask: torch.Tensor, sample: bool, generator: torch.Generator | None
