@@ -59,6 +59,22 @@ def test_curve_of_a_model_is_deterministic_and_in_range(ball):
     assert np.isnan(a["error_missing"][0]) and 0.0 <= a["error_missing"][4] <= 1.0
 
 
+@pytest.mark.parametrize("dynamics", ["stochastic", "lstm-c"])
+def test_curve_equals_imputing_each_k_from_scratch(ball, dynamics):
+    from dsvae import ops
+    from dsvae.data import prepare_frames
+
+    model = tiny(dynamics)
+    curve = missing_frames_curve(model, ball, batch_size=6)
+    x = prepare_frames(torch.from_numpy(np.array(ball.frames[:6])))
+    for k in (0, 2, 4):
+        pred = ops.impute(model, x, observed=5 - k)
+        assert curve["error_all"][k] == pytest.approx(pixel_error(pred, x), abs=1e-7)
+        if k:
+            expected = pixel_error(pred[:, 5 - k :], x[:, 5 - k :])
+            assert curve["error_missing"][k] == pytest.approx(expected, abs=1e-7)
+
+
 def test_curve_refuses_other_frame_sizes(tmp_path):
     other = SequenceDataset(
         make_bouncing_ball_dataset(tmp_path / "o", n=2, length=3, size=32, seed=0)

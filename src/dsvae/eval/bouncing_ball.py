@@ -45,7 +45,8 @@ def missing_frames_curve(
 
     Returns ``{"missing": [k...], "error_all": [...], "error_missing": [...]}``;
     ``error_missing`` is NaN at k = 0. Means of the posterior and prior are used,
-    so the curve is deterministic.
+    so the curve is deterministic. Equals ``ops.impute(model, x, observed=T - k)``
+    per k; the per-frame features are computed once per batch and reused.
     """
     if tuple(dataset.frame_shape) != tuple(model.frame_shape):
         raise DataError(
@@ -55,10 +56,13 @@ def missing_frames_curve(
     t = dataset.length
     ks = list(range(0, (t - 1 if max_missing is None else min(max_missing, t - 1)) + 1))
     wrong_all, wrong_missing, count = np.zeros(len(ks)), np.zeros(len(ks)), 0
+    model.eval()
     for x in _batches(dataset, batch_size, limit):
         b = x.shape[0]
+        features = model.encode_features(x)  # per frame: shared by every k
         for i, k in enumerate(ks):
-            pred = ops.impute(model, x, observed=t - k)
+            mask = ops.observed_mask(b, t, t - k, device=x.device)
+            pred = model.impute(x, mask, False, None, features=features)
             wrong_all[i] += pixel_error(pred, x) * b
             if k:
                 wrong_missing[i] += pixel_error(pred[:, t - k :], x[:, t - k :]) * b

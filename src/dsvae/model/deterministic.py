@@ -97,10 +97,19 @@ class DeterministicSequenceVAE(SequenceModel):
         return DSVAEOutput(q_f, q_z, p_f, p_z, p_x, f, z, elbo_terms(recon, kl_f, kl_z))
 
     def impute(
-        self, x: torch.Tensor, mask: torch.Tensor, sample: bool, generator: torch.Generator | None
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        sample: bool,
+        generator: torch.Generator | None,
+        features: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Infer f and z from the observed frames only, then decode all T frames."""
-        features = self.encode_features(x)
+        """Infer f and z from the observed frames only, then decode all T frames.
+
+        ``features`` as in :meth:`dsvae.model.DSVAE.impute`.
+        """
+        if features is None:
+            features = self.encode_features(x)
         q_f, q_z = self.posterior_f(features, mask), self.posterior_z(features, mask)
         f = rsample(q_f, generator) if sample else q_f.mean
         z = rsample(q_z, generator) if sample else q_z.mean

@@ -188,16 +188,24 @@ class DSVAE(SequenceModel):
         return DSVAEOutput(q_f, q_z, p_f, p_z, p_x, f, z, elbo_terms(recon, kl_f, kl_z))
 
     def impute(
-        self, x: torch.Tensor, mask: torch.Tensor, sample: bool, generator: torch.Generator | None
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        sample: bool,
+        generator: torch.Generator | None,
+        features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Fill in the frames where ``mask`` (B, T) is False with the prior dynamics.
 
         f ~ q(f | observed frames); for an observed step z_t comes from the posterior
         (whose networks read only the observed frames), for a missing step from
         p(z_t | z_<t) given the z's before it. Every frame is then decoded.
+        ``features`` = ``encode_features(x)`` may be passed in to reuse them across
+        masks (they are per frame, so a mask does not change them).
         """
         draw = (lambda d: rsample(d, generator)) if sample else (lambda d: d.mean)
-        features = self.encode_features(x)
+        if features is None:
+            features = self.encode_features(x)
         f = draw(self.posterior_f(features, mask))
         z_post = draw(self.posterior_z(features, f, mask))  # (B, T, Z)
         z_prev, state, steps = torch.zeros_like(z_post[:, 0]), None, []
