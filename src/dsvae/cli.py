@@ -13,13 +13,14 @@ from pathlib import Path
 
 import torch
 
-from dsvae import __version__, cli_experiments
+from dsvae import __version__, cli_data, cli_experiments
 from dsvae.errors import DsvaeError
 
 EPILOG_MAIN = """\
 examples:
   dsvae quickstart --out dsvae-quickstart
   dsvae data bouncing-ball --out data/ball --n 5000 --length 30
+  dsvae data video --in my-videos --out data/mine --length 16 --size 64
   dsvae train configs/quickstart.yaml --data data/ball --out runs/ball
   dsvae swap runs/ball --data data/ball --out pictures/swap
 """
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export_parser(sub)
     _operation_parsers(sub)
     cli_experiments.register(sub, data_kinds, _add)
+    cli_data.register(data_kinds, _add)
     return parser
 
 
