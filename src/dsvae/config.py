@@ -159,6 +159,14 @@ class TrainConfig:
 
     ``pictures_every_n_epochs`` > 0 draws reconstructions and samples into the run
     folder's ``pictures/`` while training; 0 turns it off.
+
+    Speed settings (none changes the maths; see docs/performance.md):
+    ``channels_last`` stores conv weights and activations NHWC (``None``: on with
+    CUDA); ``fused_adam`` uses the fused Adam kernel (``None``: on with CUDA);
+    ``data_on_device`` copies the training sequences to the accelerator once, as
+    uint8, and draws batches there; ``torch_compile`` compiles the model with
+    ``torch.compile``; ``threads`` sets the CPU threads (``None``: torch's default,
+    one per physical core). Mixed precision is ``precision: bf16-mixed``.
     """
 
     seed: int = 0
@@ -181,6 +189,11 @@ class TrainConfig:
     log_every_n_steps: int = 10
     pictures_every_n_epochs: int = 0
     progress_bar: bool = True
+    channels_last: bool | None = None
+    fused_adam: bool | None = None
+    data_on_device: bool = False
+    torch_compile: bool = False
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         _check_positive("train.batch_size", self.batch_size)
@@ -201,6 +214,8 @@ class TrainConfig:
         _check_positive(
             "train.pictures_every_n_epochs", self.pictures_every_n_epochs, allow_zero=True
         )
+        if self.threads is not None:
+            _check_positive("train.threads", self.threads)
 
 
 @dataclass

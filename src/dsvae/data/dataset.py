@@ -413,14 +413,18 @@ def load_dataset(path: str | os.PathLike) -> SequenceDataset:
     return SequenceDataset(path)
 
 
-def prepare_frames(batch: torch.Tensor) -> torch.Tensor:
+def prepare_frames(batch: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     """Raw batch to model input, on the batch's device.
 
     uint8 ``(B, T, H, W, C)`` becomes float32 ``(B, T, C, H, W)`` in [0, 1]; float
-    ``(B, T, D)`` becomes float32 ``(B, T, D)``.
+    ``(B, T, D)`` becomes float32 ``(B, T, D)``. With ``channels_last`` the images
+    keep their NHWC memory layout (no copy before the conversion), which is what a
+    channels-last convolution wants; the values are the same.
     """
     if batch.dtype == torch.uint8 and batch.ndim == 5:
-        x = batch.permute(0, 1, 4, 2, 3).contiguous()  # (B, T, C, H, W)
+        x = batch.permute(0, 1, 4, 2, 3)  # (B, T, C, H, W), a view
+        if not channels_last:
+            x = x.contiguous()
         return x.to(torch.float32).div_(255.0)
     if batch.is_floating_point() and batch.ndim == 3:
         return batch.to(torch.float32)  # (B, T, D)

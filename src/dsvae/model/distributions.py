@@ -13,8 +13,12 @@ MIN_SCALE = 1e-4
 
 
 def diag_gaussian(params: torch.Tensor) -> Independent:
-    """Split (..., 2K) into loc and softplus scale: a Normal with event shape (K,)."""
-    loc, raw = params.chunk(2, dim=-1)
+    """Split (..., 2K) into loc and softplus scale: a Normal with event shape (K,).
+
+    Parameters are taken in float32 even under bf16 autocast, so that KLs and
+    log-densities (and the ELBO's sums of them) are computed in full precision.
+    """
+    loc, raw = params.float().chunk(2, dim=-1)
     return Independent(Normal(loc, F.softplus(raw) + MIN_SCALE), 1)
 
 
@@ -54,6 +58,7 @@ class FrameLikelihood(nn.Module):
             self.register_parameter("log_scale", None)
 
     def forward(self, out: torch.Tensor) -> Independent:
+        out = out.float()  # log p(x | z, f) in float32, also under bf16 autocast
         if self.cfg.kind == "bernoulli":
             return Independent(Bernoulli(logits=out, validate_args=False), self.event_dims)
         mean = torch.sigmoid(out) if self.cfg.mean_activation == "sigmoid" else out

@@ -33,10 +33,34 @@ class DSVAEModule(pl.LightningModule):
         super().__init__()
         self.config = config
         self.model = build_model(config.model)
+        self.channels_last = False
+        # the model the training step calls: self.model, or its torch.compile wrapper
+        # (kept out of the module tree so that checkpoints hold self.model's keys only)
+        object.__setattr__(self, "step_model", self.model)
+        self.device_frames: torch.Tensor | None = None
 
     @property
     def train_cfg(self) -> TrainConfig:
         return self.config.train
+
+    def setup(self, stage: str) -> None:
+        """Apply the speed settings for the device the run uses (before the optimiser exists)."""
+        cfg = self.train_cfg
+        cuda = self.trainer.strategy.root_device.type == "cuda"
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        conv = self.model.config.frames.kind == "conv"
+        self.channels_last = conv and (cuda if cfg.channels_last is None else cfg.channels_last)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if cfg.torch_compile:
+            object.__setattr__(self, "step_model", torch.compile(self.model))
+
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if self.train_cfg.data_on_device and isinstance(datamodule, SequenceDataModule):
+            self.device_frames = datamodule.train_frames().to(self.device)
 
     def kl_weight(self) -> float:
         """Linear KL warm-up from 0 to 1 over ``kl_warmup_steps`` (1 when 0: the plain ELBO)."""
@@ -44,7 +68,10 @@ class DSVAEModule(pl.LightningModule):
         return 1.0 if steps == 0 else min(1.0, (self.global_step + 1) / steps)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        out = self.model(prepare_frames(batch))  # (B, T, ...) uint8 -> float on the device
+        if self.device_frames is not None:  # data_on_device: the batch holds indices
+            batch = self.device_frames[batch]
+        # (B, T, ...) uint8 -> float, converted on the device
+        out = self.step_model(prepare_frames(batch, self.channels_last))
         w = self.kl_weight()
         loss = self.model.loss(out, w * self.train_cfg.beta_f, w * self.train_cfg.beta_z)
         if batch_idx % self.train_cfg.log_every_n_steps == 0 and not torch.isfinite(loss):
@@ -59,7 +86,7 @@ class DSVAEModule(pl.LightningModule):
         # a fixed generator per batch: the same noise every epoch, and the global
         # random state (which training uses) is left untouched
         gen = torch.Generator(self.device).manual_seed(self.train_cfg.seed + batch_idx)
-        out = self.model(prepare_frames(batch), generator=gen)
+        out = self.model(prepare_frames(batch, self.channels_last), generator=gen)
         self._log_terms("val", out.terms, batch.shape[0], on_step=False)
 
     def _log_terms(self, stage: str, terms: dict, batch_size: int, on_step: bool) -> None:
@@ -75,7 +102,10 @@ class DSVAEModule(pl.LightningModule):
             )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.model.parameters(), lr=self.train_cfg.lr)
+        fused = self.train_cfg.fused_adam
+        if fused is None:
+            fused = self.trainer.strategy.root_device.type == "cuda"
+        return torch.optim.Adam(self.model.parameters(), lr=self.train_cfg.lr, fused=fused)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["dsvae_rng"] = {"torch": torch.get_rng_state()}
@@ -129,7 +159,9 @@ class SequenceDataModule(pl.LightningDataModule):
         self.train_set = Subset(self.dataset, train_idx.tolist())
         self.val_set = Subset(self.dataset, val_idx.tolist())
 
-    def _loader(self, dataset: Subset, sampler: Sampler | None, shuffle: bool) -> DataLoader:
+    def _loader(
+        self, dataset: Subset | range, sampler: Sampler | None, shuffle: bool
+    ) -> DataLoader:
         workers = self.cfg.num_workers
         return DataLoader(
             dataset,
@@ -141,13 +173,17 @@ class SequenceDataModule(pl.LightningDataModule):
             drop_last=False,
         )
 
+    def train_frames(self) -> torch.Tensor:
+        """Every training sequence in one uint8 tensor (for ``train.data_on_device``)."""
+        return torch.from_numpy(np.asarray(self.dataset.frames[self.train_set.indices]))
+
     def train_dataloader(self) -> DataLoader:
+        # with data_on_device the loader yields positions in train_frames(), not frames
+        data = range(len(self.train_set)) if self.cfg.data_on_device else self.train_set
         if self.trainer is not None and self.trainer.world_size > 1:
             # Lightning swaps in a DistributedSampler, seeded and set per epoch
-            return self._loader(self.train_set, None, shuffle=True)
-        return self._loader(
-            self.train_set, EpochSeededSampler(len(self.train_set), self.cfg.seed), False
-        )
+            return self._loader(data, None, shuffle=True)
+        return self._loader(data, EpochSeededSampler(len(self.train_set), self.cfg.seed), False)
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, None, shuffle=False) if len(self.val_set) else []
