@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from dsvae import __version__, cli_data, cli_experiments
+from dsvae import __version__, cli_data, cli_experiments, cli_speech
 from dsvae.errors import DsvaeError
 
 EPILOG_MAIN = """\
@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _export_parser(sub)
     _operation_parsers(sub)
-    cli_experiments.register(sub, data_kinds, _add)
+    evaluate_kinds = cli_experiments.register(sub, data_kinds, _add)
+    cli_speech.register(sub, data_kinds, evaluate_kinds, _add)
     cli_data.register(data_kinds, _add)
     return parser
 
@@ -327,9 +328,15 @@ def _training_length(run: Path) -> int | None:
     import json
 
     summary = run / "summary.json"
-    if summary.is_file():
-        return json.loads(summary.read_text()).get("sequence_length")
-    return None
+    if not summary.is_file():
+        return None
+    try:
+        length = json.loads(summary.read_text(encoding="utf-8")).get("sequence_length")
+    except (ValueError, AttributeError) as err:
+        raise DsvaeError(
+            f"{summary} is not valid JSON ({err}); pass --length, or delete the file"
+        ) from err
+    return length if isinstance(length, int) else None
 
 
 def cmd_swap(args: argparse.Namespace) -> None:
@@ -366,15 +373,23 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         args.func(args)
-    except DsvaeError as err:
+    except (DsvaeError, MemoryError) as err:
         if args.debug:
             raise
-        print(f"dsvae {args.command}: error: {err}", file=sys.stderr)
+        print(f"dsvae {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (YAML and torch messages span several)."""
+    text = " ".join(str(err).split())
+    if isinstance(err, MemoryError):
+        return f"not enough memory ({text or 'allocation failed'}); ask for smaller sizes"
+    return text
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ from dsvae.errors import DsvaeError
 AddParser = Callable[..., argparse.ArgumentParser]
 
 
-def register(sub, data_kinds, add: AddParser) -> None:
-    """Add ``data sprites``, ``judge sprites`` and ``evaluate sprites`` to the parser."""
+def register(sub, data_kinds, add: AddParser):
+    """Add ``data sprites``, ``judge sprites`` and ``evaluate sprites``; return the evaluate kinds."""
     d = add(
         data_kinds,
         "sprites",
@@ -115,6 +115,7 @@ def register(sub, data_kinds, add: AddParser) -> None:
     )
     eb.add_argument("--limit", type=int, default=None, help="use only the first N test sequences")
     eb.set_defaults(func=cmd_evaluate_bouncing_ball)
+    return kinds
 
 
 def cmd_data_sprites(args: argparse.Namespace) -> None:
