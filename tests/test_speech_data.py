@@ -136,7 +136,9 @@ def test_a_bad_file_leaves_nothing_behind(tmp_path):
     assert SequenceDataset(out["train"]).meta["spectrogram"]["sample_rate"] == 8000
 
 
-def test_cli_builds_and_reports_bad_rules(tmp_path):
+def test_cli_builds_and_reports_bad_rules(tmp_path, capsys):
+    from dsvae.cli import main
+
     root = fake_fsdd(tmp_path / "fsdd", speakers=("alice", "bob"), digits=(0,))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
@@ -158,15 +160,10 @@ def test_cli_builds_and_reports_bad_rules(tmp_path):
     assert json.loads((tmp_path / "d" / "train" / "meta.json").read_text())["split_speakers"] == [
         "alice"
     ]
-    bad = [sys.executable, "-m", "dsvae.cli", "data", "speech", "--folder", str(root)]
-    done = subprocess.run(
-        [*bad, "--speaker-regex", "^nobody_(x)", "--out", str(tmp_path / "e")],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and "matches none of the 14 WAV files" in done.stderr
+    bad = ["data", "speech", "--folder", str(root), "--speaker-regex", "^nobody_(x)"]
+    assert main([*bad, "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "matches none of the 14 WAV files" in err
     assert not (tmp_path / "e").exists()
 
 
