@@ -145,5 +145,8 @@ def test_cli_evaluate_speech(speech_set, tiny_run, tmp_path, capsys):
     assert done.returncode == 0, done.stderr
     assert "mean log spectrum | 200 | 0.00%" in done.stdout
     assert (tmp_path / "e" / "speech_eval.json").is_file()
+    data = ["--data", str(speech_set / "data"), "--out", str(tmp_path / "r")]
+    assert main(["evaluate", "speech", *data]) == 0  # no runs: the reference rows alone
+    assert "| reference | - | mean MFCC | 19 |" in capsys.readouterr().out
     assert main([*cmd[3:], "--data", str(tmp_path), "--out", str(tmp_path / "f")]) == 2
     assert "no test-seen/ or test-unseen/" in capsys.readouterr().err

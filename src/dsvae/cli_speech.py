@@ -90,7 +90,12 @@ def register(sub, data_kinds, evaluate_kinds, add) -> None:
         "example:\n  dsvae evaluate speech runs/speech-f16-factorised runs/speech-f16-full "
         "--data data/speech --out eval/speech",
     )
-    e.add_argument("runs", type=Path, nargs="+", help="run folders or saved model folders")
+    e.add_argument(
+        "runs",
+        type=Path,
+        nargs="*",
+        help="run folders or saved model folders (none: reference rows only)",
+    )
     e.add_argument(
         "--data", type=Path, required=True, help="speech data set folder (dsvae data speech)"
     )

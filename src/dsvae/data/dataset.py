@@ -311,7 +311,7 @@ def _load_frames(path: Path) -> np.memmap:
         raise DataError(f"{path} is not a dsvae data set: no {FRAMES_FILE}; {_BUILD_HINT}")
     try:
         frames = np.load(file, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
+    except Exception as err:  # noqa: BLE001 - a damaged header fails in many ways
         raise DataError(
             f"could not read {file} ({err}); it must be a plain {_ACCEPTED} array saved with "
             f"numpy.save (no pickled objects); rebuild the data set"
@@ -326,10 +326,10 @@ def _load_labels(path: Path, n: int) -> dict[str, np.ndarray]:
     file = path / LABELS_FILE
     if not file.exists():
         return {}
-    try:
-        with np.load(file, allow_pickle=False) as archive:
+    try:  # our own handle: numpy leaks it when the zip is damaged
+        with open(file, "rb") as fh, np.load(fh, allow_pickle=False) as archive:
             labels = {name: archive[name] for name in archive.files}
-    except (ValueError, OSError, EOFError) as err:
+    except Exception as err:  # noqa: BLE001 - BadZipFile, NotImplementedError, ...
         raise DataError(f"could not read {file} ({err}); rebuild the data set") from err
     return check_labels(labels, n, str(file))
 

@@ -319,7 +319,8 @@ def _import_sources(
     length = args[0]
     provenance: list[tuple[int, int]] = []
     skipped, too_short, used = [], [], []
-    bar = tqdm(sources, desc="video", unit="file", disable=not show_progress)
+    # the bar shows on terminals only, so that logs do not fill with carriage returns
+    bar = tqdm(sources, desc="video", unit="file", disable=None if show_progress else True)
     for index, source in enumerate(bar):
         name = _relative(source.path, root)
         before = out.count
@@ -328,7 +329,7 @@ def _import_sources(
         except DataError:
             raise
         except Exception as err:  # noqa: BLE001 - any decoder failure means an unreadable file
-            reason = f"{type(err).__name__}: {err}".strip()
+            reason = _reason(err)
             if strict:
                 raise DataError(
                     f"cannot read {source.path} ({reason}); fix or remove it, or drop --strict "
@@ -336,8 +337,8 @@ def _import_sources(
                 ) from err
             skipped.append((name, reason))
             warn(f"skipped {source.path}: cannot read it ({reason})")
-            continue
-        (used if out.count > before else too_short).append(name)
+        else:
+            (used if out.count > before else too_short).append(name)
         bar.set_postfix(sequences=out.count, skipped=len(skipped), refresh=False)
     bar.close()
     if not provenance:
@@ -347,6 +348,12 @@ def _import_sources(
             "lower --length or add longer videos"
         )
     return {"provenance": provenance, "skipped": skipped, "too_short": too_short, "used": used}
+
+
+def _reason(err: Exception) -> str:
+    """What went wrong, without the path (FFmpeg's messages repeat it)."""
+    text = getattr(err, "strerror", None) or str(err) or "no details"
+    return f"{type(err).__name__}: {text}"
 
 
 def _labels_and_meta(

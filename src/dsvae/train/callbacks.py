@@ -1,4 +1,4 @@
-"""Callbacks: pictures of the model while it trains."""
+"""Callbacks: pictures of the model while it trains; a stop at the first non-finite loss."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 
 from dsvae.data import prepare_frames
+from dsvae.train.module import NonFiniteLossError
 
 
 class PicturesCallback(pl.Callback):
@@ -42,3 +43,62 @@ class PicturesCallback(pl.Callback):
         model = pl_module.model
         write_reconstructions(model, x, folder)
         write_generations(model, count, x.shape[1], folder, seed=self.seed)
+
+
+class NonFiniteLossGuard(pl.Callback):
+    """Stop training at the first NaN or infinite loss, before any checkpoint can keep it.
+
+    Every step's loss is checked on its device without waiting for it; the result is read
+    every ``every_n_steps`` steps, before each checkpoint is written and when training ends.
+    A checkpoint written after a bad step is therefore refused, and the one before it (the
+    last good one) stays in the run folder.
+    """
+
+    def __init__(self, every_n_steps: int = 50) -> None:
+        self.every = max(1, every_n_steps)
+        self._first_bad: torch.Tensor | None = None  # () int64: first bad step, -1 if none
+        self._step = 0
+        self._last_good: int | None = None
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module, checkpoint: dict) -> None:
+        self._last_good = int(checkpoint.get("global_step", 0))
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx: int) -> None:
+        self._step = trainer.global_step
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        loss = loss.detach()
+        if self._first_bad is None or self._first_bad.device != loss.device:
+            self._first_bad = torch.full((), -1, dtype=torch.int64, device=loss.device)
+        bad = ~torch.isfinite(loss) & (self._first_bad < 0)
+        self._first_bad = torch.where(bad, self._step, self._first_bad)
+        if (self._step + 1) % self.every == 0:
+            self.check()
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module, checkpoint: dict) -> None:
+        self.check()  # raising here means the checkpoint is never written
+        self._last_good = int(checkpoint.get("global_step", trainer.global_step))
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`NonFiniteLossError` if any step so far had a non-finite loss."""
+        step = -1 if self._first_bad is None else int(self._first_bad)
+        if step < 0:
+            return
+        kept = (
+            "no checkpoint was written before it"
+            if self._last_good is None
+            else f"checkpoints/last.ckpt (step {self._last_good}) is the last good checkpoint"
+        )
+        raise NonFiniteLossError(
+            f"the loss became NaN or infinite at step {step}; training stopped and {kept}. "
+            "Check the data for NaN/inf values, lower train.lr or set train.grad_clip, then "
+            "resume with --resume"
+        )

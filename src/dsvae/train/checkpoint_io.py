@@ -39,4 +39,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             return torch.load(path, map_location=map_location, weights_only=True)
         except Exception as err:  # noqa: BLE001 - any failure means an unusable file
-            raise DsvaeError(f"checkpoint {path} cannot be loaded safely ({err})") from err
+            raise DsvaeError(f"checkpoint {path} cannot be loaded safely ({_reason(err)})") from err
+
+
+def _reason(err: Exception) -> str:
+    """The gist of a failed load: torch's weights-only refusal is a page long."""
+    text = str(err)
+    for line in text.splitlines():
+        if "WeightsUnpickler error:" in line:
+            gist = line.split("WeightsUnpickler error:", 1)[1].split(". ")[0].strip()
+            return f"it holds code or objects, not only tensors: {gist}"
+    return text.splitlines()[0].split(". ")[0] if text else type(err).__name__

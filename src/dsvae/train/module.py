@@ -23,7 +23,7 @@ METRICS = tuple(f"train/{t}" for t in TERMS) + tuple(f"val/{t}" for t in TERMS[1
 
 
 class NonFiniteLossError(DsvaeError):
-    """Training produced a NaN or infinite loss."""
+    """Training produced a NaN or infinite loss (raised by ``NonFiniteLossGuard``)."""
 
 
 class DSVAEModule(pl.LightningModule):
@@ -74,11 +74,7 @@ class DSVAEModule(pl.LightningModule):
         out = self.step_model(prepare_frames(batch, self.channels_last))
         w = self.kl_weight()
         loss = self.model.loss(out, w * self.train_cfg.beta_f, w * self.train_cfg.beta_z)
-        if batch_idx % self.train_cfg.log_every_n_steps == 0 and not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"the loss became {loss.item()} at step {self.global_step}; the last good checkpoint "
-                "is kept in the run folder. Lower train.lr or set train.grad_clip, then --resume"
-            )
+        # a NaN or infinite loss is caught by callbacks.NonFiniteLossGuard
         self._log_terms("train", {"loss": loss, **out.terms}, batch.shape[0], on_step=True)
         return loss
 

@@ -19,18 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
 from dsvae.config import ExperimentConfig, from_dict, to_dict
-from dsvae.errors import ConfigError, DsvaeError
+from dsvae.data import SequenceDataset
+from dsvae.errors import ConfigError, DataError, DsvaeError
 from dsvae.io import atomic_write_json, atomic_write_text
 from dsvae.model import DSVAE, save_model
-from dsvae.train.callbacks import PicturesCallback
+from dsvae.train.callbacks import NonFiniteLossGuard, PicturesCallback
 from dsvae.train.checkpoint_io import AtomicCheckpointIO
 from dsvae.train.csv_log import RunCSVLogger
-from dsvae.train.module import METRICS, DSVAEModule, SequenceDataModule
+from dsvae.train.module import METRICS, DSVAEModule, NonFiniteLossError, SequenceDataModule
 
 CONFIG_FILE = "config.yaml"
 LAST_CHECKPOINT = "last.ckpt"
@@ -69,7 +71,7 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, resume: bool) -> Ex
             raise DsvaeError(
                 f"cannot resume: {run_dir} has no checkpoints/{LAST_CHECKPOINT}; start a new run without --resume"
             )
-        old = from_dict(ExperimentConfig, yaml.safe_load(saved.read_text(encoding="utf-8")))
+        old = read_run_config(run_dir)
         if to_dict(old.model) != to_dict(config.model):
             raise ConfigError(
                 f"the model config differs from the one saved in {saved}; resume with the same "
@@ -83,6 +85,20 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, resume: bool) -> Ex
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved, yaml.safe_dump(to_dict(config), sort_keys=False))
     return config
+
+
+def read_run_config(run_dir: Path) -> ExperimentConfig:
+    """The config a run folder was trained with (``config.yaml``, read with yaml.safe_load)."""
+    path = run_dir / CONFIG_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        detail = " ".join(str(err).split())
+        raise ConfigError(f"{path} cannot be read ({detail}); the run folder is damaged") from err
+    try:
+        return from_dict(ExperimentConfig, data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}; the run folder is damaged") from err
 
 
 def resolve_frame_shape(config: ExperimentConfig, frame_shape: tuple[int, ...]) -> None:
@@ -111,7 +127,8 @@ def build_trainer(
         monitor="step",
         mode="max",
     )
-    callbacks = [checkpoints, *(extra_callbacks or [])]
+    guard = NonFiniteLossGuard(cfg.log_every_n_steps)
+    callbacks = [guard, checkpoints, *(extra_callbacks or [])]
     if cfg.pictures_every_n_epochs:
         callbacks.append(
             PicturesCallback(run_dir / "pictures", cfg.pictures_every_n_epochs, seed=cfg.seed)
@@ -156,6 +173,7 @@ def train(
     run_dir = Path(run_dir)
     quiet_lightning()
     data = SequenceDataModule(str(data_dir), config.train)
+    check_finite_frames(data.dataset)
     resolve_frame_shape(config, data.dataset.frame_shape)
     config = prepare_run_dir(run_dir, config, resume)
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
@@ -163,7 +181,11 @@ def train(
     trainer = build_trainer(config, run_dir, callbacks)
     ckpt = run_dir / "checkpoints" / LAST_CHECKPOINT if resume else None
     start = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True)
+    except Exception as err:
+        _explain_non_finite(err, trainer)
+        raise
     wall = time.perf_counter() - start
     if trainer.interrupted:
         raise DsvaeError("training was interrupted; continue it with --resume")
@@ -181,6 +203,34 @@ def train(
     }
     atomic_write_json(run_dir / "summary.json", summary)
     return TrainResult(run_dir, model_dir, model, metrics, trainer.global_step, wall)
+
+
+def _explain_non_finite(err: Exception, trainer: pl.Trainer) -> None:
+    """Raise NonFiniteLossError if ``err`` followed a NaN loss or NaN parameters."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, NonFiniteLossGuard):
+            callback.check()  # a NaN loss at an earlier step explains what followed
+    if isinstance(err, ValueError) and "invalid values" in str(err):  # torch.distributions
+        raise NonFiniteLossError(
+            f"the model produced NaN or infinite values at step {trainer.global_step}; training "
+            "stopped and checkpoints/ keeps the last good checkpoint. Lower train.lr or set "
+            "train.grad_clip, then resume with --resume"
+        ) from err
+
+
+def check_finite_frames(dataset: SequenceDataset, chunk: int = 256) -> None:
+    """Raise DataError if float frames hold NaN or infinite values (uint8 images cannot)."""
+    frames = dataset.frames  # (N, T, D) memory-mapped: read a chunk at a time
+    if frames.dtype.kind != "f":
+        return
+    for start in range(0, frames.shape[0], chunk):
+        finite = np.isfinite(np.asarray(frames[start : start + chunk]))
+        if not finite.all():
+            bad = start + int(np.flatnonzero(~finite.reshape(finite.shape[0], -1).all(1))[0])
+            raise DataError(
+                f"{dataset.path}/frames.npy: sequence {bad} holds NaN or infinite values; "
+                "fix the features (e.g. log of zero) and rebuild the data set"
+            )
 
 
 def quiet_lightning() -> None:
@@ -207,9 +257,7 @@ def export_checkpoint(run_dir: str | Path, checkpoint: str = LAST_CHECKPOINT) ->
     path = run_dir / "checkpoints" / checkpoint
     if not (run_dir / CONFIG_FILE).is_file() or not path.is_file():
         raise DsvaeError(f"{run_dir} is not a run folder with checkpoints/{checkpoint}")
-    config = from_dict(
-        ExperimentConfig, yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-    )
+    config = read_run_config(run_dir)
     state = AtomicCheckpointIO().load_checkpoint(path)["state_dict"]
     model = build_model(config.model)
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
