@@ -6,6 +6,7 @@ a malicious pickle at every entry point that loads a file, and fuzzed loaders.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -503,8 +504,15 @@ def _plant(tmp: Path, base: dict, where: str) -> Callable[[], object]:
         path = _yaml(tmp, f"model: !!python/object/apply:builtins.open ['{tmp / 'pwned'}', 'w']\n")
         return lambda: load_config(path)
     if where == "run config.yaml":
-        run = _run_with(base, tmp, {"config.yaml": (
-            f"model: !!python/object/apply:builtins.open ['{tmp / 'pwned'}', 'w']\n").encode()})
+        run = _run_with(
+            base,
+            tmp,
+            {
+                "config.yaml": (
+                    f"model: !!python/object/apply:builtins.open ['{tmp / 'pwned'}', 'w']\n"
+                ).encode()
+            },
+        )
         return lambda: export_checkpoint(run)
     if where == "video file":
         src = _folder(tmp, "src", {"a.mp4": evil, "b.gif": evil, "c/1.png": evil})
@@ -570,10 +578,8 @@ GOOD_META = json.dumps({"name": "x", "frames_shape": [2, 3, 4, 4, 1]}).encode()
 
 def _loads_or_refuses(load: Callable[[], object]) -> None:
     """``load()`` either works or raises a DsvaeError; anything else fails the test."""
-    try:
+    with contextlib.suppress(DsvaeError):
         load()
-    except DsvaeError:
-        pass
 
 
 @FUZZ
@@ -634,7 +640,9 @@ def test_fuzzed_configs_load_or_are_refused(tmp_path, text, overrides):
 @FUZZ
 @given(data=st.data())
 def test_fuzzed_videos_are_read_skipped_or_refused(base, tmp_path, data):
-    names = ["clip.gif", "frame.png"] + (["clip.mp4"] if (base["root"] / "clip.mp4").exists() else [])
+    names = ["clip.gif", "frame.png"] + (
+        ["clip.mp4"] if (base["root"] / "clip.mp4").exists() else []
+    )
     name = data.draw(st.sampled_from(names))
     content = data.draw(spoiled((base["root"] / name).read_bytes()))
     src = tmp_path / f"s{abs(hash(content))}"
