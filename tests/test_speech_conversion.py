@@ -95,3 +95,33 @@ def test_median_f0_finds_the_pitch_of_a_tone():
 
     assert median_f0(tone(PITCH["dave"], 0.5), 8000) == pytest.approx(150.0, rel=0.03)
     assert median_f0(tone(PITCH["alice"], 0.5), 8000) == pytest.approx(220.0, rel=0.03)
+
+
+def test_evaluate_conversion_measures_every_pair(tmp_path):
+    from conftest import make_model_config
+    from dsvae.data import speech
+    from dsvae.eval.conversion_eval import evaluate_conversion
+    from dsvae.model import DSVAE, save_model
+
+    fsdd = fake_fsdd(tmp_path / "fsdd", speakers=("bob",), digits=range(10), takes=6)
+    for d in range(10):
+        write(tmp_path / "allison" / "digits" / f"{d}.wav", tone(PITCH["alice"], 0.3, vowel=d))
+    write(tmp_path / "allison" / "hello.wav", tone(PITCH["alice"], 0.4))
+    utts = speech.fsdd_utterances(fsdd, unseen=[]) + speech.allison_utterances(tmp_path / "allison")
+    speech.build_speech(utts, tmp_path / "data")
+    torch.manual_seed(0)
+    model = DSVAE(make_model_config(kind="mlp", likelihood="gaussian", frame_shape=[200]))
+    save_model(model, tmp_path / "run" / "model")
+    report = evaluate_conversion(
+        tmp_path / "run", tmp_path / "data", fsdd, tmp_path / "allison", tmp_path / "e", n_iter=3
+    )
+    m2f, f2m = report["summary"]["male->female"], report["summary"]["female->male"]
+    assert m2f["pairs"] == f2m["pairs"] == 10
+    assert m2f["median_f0_source"] == pytest.approx(110, rel=0.03)  # bob's tone
+    assert m2f["median_f0_target"] == pytest.approx(220, rel=0.03)  # the "female" tone
+    assert f2m["median_f0_source"] == pytest.approx(220, rel=0.03)
+    for r in report["pairs"]:  # the target always says the next digit
+        said = r["target"][-1] if r["target"].startswith("allison/") else r["target"][5]
+        assert int(said) == (r["digit"] + 1) % 10, r
+    for name in ("conversion_eval.json", "conversion_eval.md", "figure6.png", "male_to_female.wav"):
+        assert (tmp_path / "e" / name).is_file()

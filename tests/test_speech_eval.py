@@ -150,3 +150,38 @@ def test_cli_evaluate_speech(speech_set, tiny_run, tmp_path, capsys):
     assert "| reference | - | mean MFCC | 19 |" in capsys.readouterr().out
     assert main([*cmd[3:], "--data", str(tmp_path), "--out", str(tmp_path / "f")]) == 2
     assert "no test-seen/ or test-unseen/" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dim", [16, 64])
+@pytest.mark.parametrize("q", ["factorised", "full"])
+def test_shipped_speech_configs_are_table_2_rows(dim, q):
+    from dsvae.config import load_config
+
+    cfg = load_config(f"speech-f{dim}-{q}").model
+    assert (cfg.f_dim, cfg.z_dim, cfg.posterior) == (dim, dim, q)
+    assert (cfg.frames.kind, cfg.likelihood.kind, cfg.likelihood.mean_activation) == (
+        "mlp",
+        "gaussian",
+        "none",
+    )
+
+
+def test_a_shrunk_speech_config_trains_on_a_speech_set(speech_set, tmp_path):
+    from dsvae.config import load_config
+    from dsvae.eval.speech import evaluate_speech
+    from dsvae.train import train
+
+    overrides = [
+        "model.hidden_dim=8",
+        "model.frames.hidden=[16]",
+        "model.frames.feature_dim=16",
+        "train.max_steps=3",
+        "train.batch_size=8",
+        "train.progress_bar=false",
+        "train.accelerator=cpu",
+    ]
+    config = load_config("speech-f16-full", overrides)
+    result = train(config, speech_set / "data" / "train", tmp_path / "run")
+    assert result.global_step == 3 and result.model.frame_shape == (200,)
+    report = evaluate_speech([tmp_path / "run"], speech_set / "data", tmp_path / "eval")
+    assert [r["feature"] for r in report["conditions"]["test-seen"]["rows"]][2:] == ["mu_f", "mu_z"]

@@ -157,10 +157,10 @@ def evaluate_conversion(
                     "digit": digit,
                     "predicted_digit": predict_digit(clf, again),
                     "source_digit_predicted": predict_digit(clf, a),
-                    "f0_source": f0_src,
-                    "f0_target": f0_tgt,
-                    "f0_converted": f0_conv,
-                    "f0_shift": (f0_conv - f0_src) / (f0_tgt - f0_src),
+                    "f0_source": _finite(f0_src),
+                    "f0_target": _finite(f0_tgt),
+                    "f0_converted": _finite(f0_conv),
+                    "f0_shift": _finite((f0_conv - f0_src) / (f0_tgt - f0_src)),
                     "cos_target_speaker": _cos(f_conv, speaker_f[tgt_spk]),
                     "cos_source_speaker": _cos(f_conv, speaker_f[src_spk]),
                 }
@@ -193,13 +193,13 @@ def _summarise(rows: list[dict]) -> dict[str, dict[str, float]]:
     out = {}
     for direction in ("male->female", "female->male"):
         rs = [r for r in rows if r["direction"] == direction]
-        shift = np.array([r["f0_shift"] for r in rs], float)
         out[direction] = {
             "pairs": len(rs),
-            "median_f0_shift": float(np.nanmedian(shift)) if np.isfinite(shift).any() else None,
-            "median_f0_source": float(np.nanmedian([r["f0_source"] for r in rs])),
-            "median_f0_target": float(np.nanmedian([r["f0_target"] for r in rs])),
-            "median_f0_converted": float(np.nanmedian([r["f0_converted"] for r in rs])),
+            "median_f0_shift": _median([r["f0_shift"] for r in rs]),
+            "median_f0_source": _median([r["f0_source"] for r in rs]),
+            "median_f0_target": _median([r["f0_target"] for r in rs]),
+            "median_f0_converted": _median([r["f0_converted"] for r in rs]),
+            "voiced_conversions": sum(r["f0_converted"] is not None for r in rs),
             "digit_accuracy": float(np.mean([r["predicted_digit"] == r["digit"] for r in rs])),
             "source_digit_accuracy": float(
                 np.mean([r["source_digit_predicted"] == r["digit"] for r in rs])
@@ -209,6 +209,22 @@ def _summarise(rows: list[dict]) -> dict[str, dict[str, float]]:
             ),
         }
     return out
+
+
+def _finite(value: float) -> float | None:
+    """``value``, or None (JSON null) where pyin found nothing voiced."""
+    return float(value) if np.isfinite(value) else None
+
+
+def _median(values: list[float | None]) -> float | None:
+    """Median of the known values; None if there are none."""
+    v = np.asarray([np.nan if x is None else x for x in values], float)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else None
+
+
+def _hz(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
 
 
 def conversion_markdown(summary: dict, run) -> str:
@@ -222,8 +238,9 @@ def conversion_markdown(summary: dict, run) -> str:
     for direction, s in summary.items():
         shift = "n/a" if s["median_f0_shift"] is None else f"{s['median_f0_shift']:.2f}"
         lines.append(
-            f"| {direction} | {s['pairs']} | {s['median_f0_source']:.0f} / {s['median_f0_target']:.0f}"
-            f" / {s['median_f0_converted']:.0f} | {shift} | {100 * s['digit_accuracy']:.1f}% | "
+            f"| {direction} | {s['pairs']} ({s['voiced_conversions']} voiced) | "
+            f"{_hz(s['median_f0_source'])} / {_hz(s['median_f0_target'])}"
+            f" / {_hz(s['median_f0_converted'])} | {shift} | {100 * s['digit_accuracy']:.1f}% | "
             f"{100 * s['source_digit_accuracy']:.1f}% | {100 * s['closer_to_target']:.1f}% |"
         )
     return "\n".join(lines)
