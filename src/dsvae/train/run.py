@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.utilities import rank_zero_only
 
 from dsvae.config import ExperimentConfig, from_dict, to_dict
 from dsvae.data import SequenceDataset
@@ -72,6 +73,8 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, resume: bool) -> Ex
                 f"cannot resume: {run_dir} has no checkpoints/{LAST_CHECKPOINT}; start a new run without --resume"
             )
         old = read_run_config(run_dir)
+        for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # left by a kill mid-write
+            stale.unlink(missing_ok=True)
         if to_dict(old.model) != to_dict(config.model):
             raise ConfigError(
                 f"the model config differs from the one saved in {saved}; resume with the same "
@@ -169,17 +172,25 @@ def train(
 
     With ``resume=True`` the run continues from ``run_dir/checkpoints/last.ckpt``
     (optimiser, step counter and random state included).
+
+    Under DDP (``train.strategy: ddp``, or a launch by torchrun/SLURM) every process
+    calls this; only global rank 0 writes the run folder, the final model and the
+    summary. ``train.batch_size`` is per process.
     """
+    zero = rank_zero_only.rank == 0  # known from the launcher's environment
     run_dir = Path(run_dir)
     quiet_lightning()
+    if config.train.threads is not None:
+        torch.set_num_threads(config.train.threads)
     data = SequenceDataModule(str(data_dir), config.train)
     check_finite_frames(data.dataset)
     resolve_frame_shape(config, data.dataset.frame_shape)
-    config = prepare_run_dir(run_dir, config, resume)
+    if zero:
+        config = prepare_run_dir(run_dir, config, resume)
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
     module = DSVAEModule(config)
     trainer = build_trainer(config, run_dir, callbacks)
-    ckpt = run_dir / "checkpoints" / LAST_CHECKPOINT if resume else None
+    ckpt = resume_checkpoint(run_dir) if resume else None
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True)
@@ -191,7 +202,10 @@ def train(
         raise DsvaeError("training was interrupted; continue it with --resume")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     model = module.model.cpu().eval()
-    model_dir = save_model(model, run_dir / "model")
+    model_dir = run_dir / "model"
+    if not trainer.is_global_zero:
+        return TrainResult(run_dir, model_dir, model, metrics, trainer.global_step, wall)
+    save_model(model, model_dir)
     summary = {
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
@@ -203,6 +217,30 @@ def train(
     }
     atomic_write_json(run_dir / "summary.json", summary)
     return TrainResult(run_dir, model_dir, model, metrics, trainer.global_step, wall)
+
+
+def resume_checkpoint(run_dir: Path) -> Path:
+    """The newest complete checkpoint of a run: ``last.ckpt``, or an ``epochNNNN.ckpt``
+    written after it (a kill can come between the two writes of one save)."""
+    folder = run_dir / "checkpoints"
+    best = folder / LAST_CHECKPOINT
+    best_step = _checkpoint_step(best)
+    if best_step is None:
+        AtomicCheckpointIO().load_checkpoint(best)  # raises, saying why it cannot be read
+    for path in sorted(folder.glob("epoch*.ckpt")):
+        step = _checkpoint_step(path)
+        if step is not None and step > best_step:
+            best, best_step = path, step
+    return best
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    """The global step stored in a checkpoint, or None if it cannot be read safely."""
+    try:  # mmap: only the small pickle of metadata is read, not the tensors
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["global_step"])
+    except Exception:  # noqa: BLE001 - any failure means "not this one"
+        return None
 
 
 def _explain_non_finite(err: Exception, trainer: pl.Trainer) -> None:
