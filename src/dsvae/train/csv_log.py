@@ -10,6 +10,8 @@ from typing import Any
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from dsvae.io import atomic_path
+
 
 class RunCSVLogger(Logger):
     """Writes ``metrics.csv`` in the run folder with columns step, epoch and ``metrics``.
@@ -54,12 +56,24 @@ class RunCSVLogger(Logger):
 
     @rank_zero_only
     def truncate_after(self, step: int) -> None:
-        """Drop rows logged after ``step`` (by a run that was killed after its last checkpoint)."""
+        """Drop rows logged after ``step`` (by a run that was killed after its last checkpoint).
+
+        A last line without its newline (a kill mid-append) is dropped too; the file is
+        rewritten atomically, so a kill now cannot lose the rows before ``step``.
+        """
         if not self.path.is_file():
             return
-        with open(self.path, newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if r.get("step") and int(r["step"]) <= step]
-        self._write(rows, mode="w")
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        lines = text.splitlines(keepends=True)
+        if lines and not lines[-1].endswith("\n"):
+            lines = lines[:-1]
+        rows = [
+            r
+            for r in csv.DictReader(lines)
+            if (r.get("step") or "").isdigit() and int(r["step"]) <= step
+        ]
+        with atomic_path(self.path) as tmp:
+            self._write(rows, mode="w", path=tmp)
 
     @rank_zero_only
     def save(self) -> None:
@@ -71,9 +85,10 @@ class RunCSVLogger(Logger):
     def finalize(self, status: str) -> None:
         self.save()
 
-    def _write(self, rows: list[dict[str, Any]], mode: str) -> None:
-        new = mode == "w" or not self.path.is_file()
-        with open(self.path, mode, newline="") as fh:
+    def _write(self, rows: list[dict[str, Any]], mode: str, path: Path | None = None) -> None:
+        path = path or self.path
+        new = mode == "w" or not path.is_file()
+        with open(path, mode, newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore")
             if new:
                 writer.writeheader()
