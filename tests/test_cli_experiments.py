@@ -142,6 +142,32 @@ def test_bouncing_ball_evaluation(tmp_path, capsys):
     assert (tmp_path / "eval" / "figure7.png").is_file() and (
         tmp_path / "eval" / "figure8.png"
     ).is_file()
+    # each run keeps its curve; a second evaluation reads it instead of recomputing
+    cached = runs[0] / "eval" / "bouncing_ball_curve.json"
+    assert (
+        json.loads(cached.read_text())["curve"]["error_all"] == curves["stochastic"][0]["error_all"]
+    )
+    import dsvae.eval.bouncing_ball as protocol
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("the cached curve should have been used")
+
+    original, protocol.missing_frames_curve = protocol.missing_frames_curve, no_recompute
+    try:
+        assert run("evaluate", "bouncing-ball", *runs, "--data", data / "test", "--out",
+                   tmp_path / "eval2", "--observed", "4") == 0  # fmt: skip
+    finally:
+        protocol.missing_frames_curve = original
+    again = json.loads((tmp_path / "eval2" / "curves.json").read_text())["curves"]
+    assert again["lstm-c"][0]["error_all"] == curves["lstm-c"][0]["error_all"]
+    # with another limit the key differs and the curve is computed again
+    with pytest.raises(AssertionError, match="cached"):
+        protocol.missing_frames_curve = no_recompute
+        try:
+            run("evaluate", "bouncing-ball", runs[0], "--data", data / "test", "--out",
+                tmp_path / "eval3", "--limit", "3", "--observed", "4")  # fmt: skip
+        finally:
+            protocol.missing_frames_curve = original
     assert (
         run(
             "evaluate",

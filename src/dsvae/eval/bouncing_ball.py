@@ -9,6 +9,7 @@ predicted") and over the missing frames alone.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +202,7 @@ def evaluate_bouncing_ball(
     first: dict = {}
     for run in runs:
         model = load_model(run)
-        curve = missing_frames_curve(model, dataset, limit=limit)
+        curve = _cached_curve(run, model, dataset, limit)
         curve["run"] = str(run)
         curves.setdefault(model.config.dynamics, []).append(curve)
         first.setdefault(model.config.dynamics, model)
@@ -231,6 +232,45 @@ def evaluate_bouncing_ball(
     atomic_write_json(out_dir / "curves.json", _json_safe(report))
     atomic_write_text(out_dir / "curves.md", markdown + "\n")
     return report
+
+
+CURVE_CACHE = "bouncing_ball_curve.json"
+
+
+def _cached_curve(run: str | Path, model, dataset: SequenceDataset, limit: int | None) -> dict:
+    """The run's curve on ``dataset``, read from ``RUN/eval/`` when it was computed before.
+
+    The cache is keyed by the data set's folder, meta.json and ``limit`` and by the
+    model file's size and time, so a retrained model or another data set is recomputed.
+    """
+    import json
+
+    from dsvae.io import atomic_write_json
+    from dsvae.model.io import WEIGHTS_FILE, resolve_model_dir
+
+    weights = resolve_model_dir(run) / WEIGHTS_FILE
+    stat = weights.stat()
+    key = {
+        "data": str(dataset.path.resolve()),
+        "meta": dataset.meta,
+        "limit": limit,
+        "weights": [stat.st_size, stat.st_mtime_ns],
+    }
+    path = Path(run) / "eval" / CURVE_CACHE
+    if path.is_file():
+        with contextlib.suppress(ValueError, KeyError):
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved["key"] == _json_safe(json.loads(json.dumps(key))):
+                curve = saved["curve"]
+                curve["error_missing"] = [
+                    np.nan if v is None else v for v in curve["error_missing"]
+                ]
+                return curve
+    curve = missing_frames_curve(model, dataset, limit=limit)
+    if (Path(run) / "config.yaml").is_file() or (Path(run) / "model").is_dir():
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_json(path, _json_safe({"key": key, "curve": curve}))
+    return curve
 
 
 def _json_safe(obj):
