@@ -155,3 +155,15 @@ def test_torch_compile_trains_the_same_model(ball_dir, reference, tmp_path):
         load_config("quickstart", [*TINY, "train.torch_compile=true"]), ball_dir, tmp_path / "run"
     )
     _assert_same_model(result.model, reference, 1e-4)
+
+
+def test_automatic_settings_on_a_cpu(ball_dir, tmp_path):
+    from dsvae.train.run import resolve_precision
+
+    assert resolve_precision("auto", "cpu") == "32-true"
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    config = load_config("quickstart", [*TINY[:-2], "train.max_epochs=1"])
+    assert config.train.precision == "auto" and config.train.data_on_device is None
+    result = train(config, ball_dir, tmp_path / "run")
+    assert next(result.model.parameters()).dtype == torch.float32
+    assert next(result.model.encoder.conv.parameters()).is_contiguous()  # NCHW on a CPU

@@ -164,9 +164,11 @@ class TrainConfig:
     ``channels_last`` stores conv weights and activations NHWC (``None``: on with
     CUDA); ``fused_adam`` uses the fused Adam kernel (``None``: on with CUDA);
     ``data_on_device`` copies the training sequences to the accelerator once, as
-    uint8, and draws batches there; ``torch_compile`` compiles the model with
+    uint8, and draws batches there (``None``: on with CUDA when they take under a
+    quarter of its memory); ``torch_compile`` compiles the model with
     ``torch.compile``; ``threads`` sets the CPU threads (``None``: torch's default,
-    one per physical core). Mixed precision is ``precision: bf16-mixed``.
+    one per physical core). ``precision: auto`` is ``bf16-mixed`` on a GPU that
+    supports bf16 and ``32-true`` elsewhere; any Lightning precision string works.
     """
 
     seed: int = 0
@@ -184,14 +186,14 @@ class TrainConfig:
     accelerator: str = "auto"
     devices: int | str = 1
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "auto"
     checkpoint_every_n_epochs: int = 1
     log_every_n_steps: int = 10
     pictures_every_n_epochs: int = 0
     progress_bar: bool = True
     channels_last: bool | None = None
     fused_adam: bool | None = None
-    data_on_device: bool = False
+    data_on_device: bool | None = None
     torch_compile: bool = False
     threads: int | None = None
 

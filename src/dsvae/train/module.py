@@ -59,7 +59,7 @@ class DSVAEModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        if self.train_cfg.data_on_device and isinstance(datamodule, SequenceDataModule):
+        if isinstance(datamodule, SequenceDataModule) and datamodule.on_device:
             self.device_frames = datamodule.train_frames().to(self.device)
 
     def kl_weight(self) -> float:
@@ -154,6 +154,15 @@ class SequenceDataModule(pl.LightningDataModule):
             train_idx, val_idx = np.arange(n), np.arange(0)
         self.train_set = Subset(self.dataset, train_idx.tolist())
         self.val_set = Subset(self.dataset, val_idx.tolist())
+        self.on_device = bool(config.data_on_device)
+
+    def setup(self, stage: str) -> None:
+        if self.cfg.data_on_device is None and self.trainer is not None:
+            device = self.trainer.strategy.root_device
+            if device.type == "cuda":
+                frames = self.dataset.frames
+                size = frames.itemsize * len(self.train_set) * int(np.prod(frames.shape[1:]))
+                self.on_device = size < torch.cuda.get_device_properties(device).total_memory / 4
 
     def _loader(
         self, dataset: Subset | range, sampler: Sampler | None, shuffle: bool
@@ -175,7 +184,7 @@ class SequenceDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # with data_on_device the loader yields positions in train_frames(), not frames
-        data = range(len(self.train_set)) if self.cfg.data_on_device else self.train_set
+        data = range(len(self.train_set)) if self.on_device else self.train_set
         if self.trainer is not None and self.trainer.world_size > 1:
             # Lightning swaps in a DistributedSampler, seeded and set per epoch
             return self._loader(data, None, shuffle=True)

@@ -116,6 +116,14 @@ def resolve_frame_shape(config: ExperimentConfig, frame_shape: tuple[int, ...]) 
     model.frame_shape = list(frame_shape)
 
 
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto``: bf16 mixed precision on a GPU that has it, float32 elsewhere."""
+    if precision != "auto":
+        return precision
+    gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
 def build_trainer(
     config: ExperimentConfig, run_dir: Path, extra_callbacks: list | None = None
 ) -> pl.Trainer:
@@ -144,7 +152,7 @@ def build_trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         strategy=cfg.strategy,
-        precision=cfg.precision,
+        precision=resolve_precision(cfg.precision, cfg.accelerator),
         max_epochs=cfg.max_epochs,
         max_steps=cfg.max_steps,
         max_time=max_time,
