@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import pickle
+import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -332,10 +333,43 @@ ROWS = [
     Row("indices-out-of-range", "--indices past the end", lambda t, b: [
         "reconstruct", str(b["run"]), "--data", str(b["ball"]), "--out", str(t / "out"),
         "--indices", "0,99"], r"99"),
+    # --- dsvae data speech (a folder of WAVs, three speakers)
+    Row("wav-truncated", "a WAV cut off inside its header", lambda t, b: _speech_args(
+        t, _wav(b)[:30]), r"a_1\.wav is not a readable audio file"),
+    Row("wav-corrupt", "a .wav of random bytes after RIFF", lambda t, b: _speech_args(
+        t, b"RIFF" + os.urandom(200)), r"a_1\.wav is not a readable audio file"),
+    Row("wav-empty", "an empty .wav file", lambda t, b: _speech_args(t, b""),
+        r"a_1\.wav is not a readable audio file"),
+    Row("wav-stereo", "a stereo WAV", lambda t, b: _speech_args(t, _wav(b, channels=2)),
+        r"a_1\.wav has 2 channels; speech must be mono"),
+    Row("run-config-damaged", "a run whose config.yaml holds a Python tag", lambda t, b: [
+        "export", str(_run_with(b, t, {"config.yaml": b"model: !!python/name:os.system"}))],
+        r"config\.yaml cannot be read .*run folder is damaged"),
     Row("ball-absurd-n", "dsvae data bouncing-ball --n 10^12", lambda t, b: [
         "data", "bouncing-ball", "--out", str(t / "out"), "--n", "1000000000000"],
         r"not enough memory"),
 ]  # fmt: skip
+
+
+def _wav(base: dict, channels: int = 1) -> bytes:
+    """A 0.5 s 220 Hz tone at 8 kHz as WAV bytes."""
+    import io
+
+    import soundfile
+
+    tone = 0.5 * np.sin(2 * np.pi * 220 * np.arange(4000) / 8000).astype(np.float32)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.stack([tone] * channels, 1), 8000, format="WAV")
+    return buffer.getvalue()
+
+
+def _speech_args(tmp: Path, bad: bytes) -> list[str]:
+    """``dsvae data speech --folder`` over three speakers' WAVs, one of them ``bad``."""
+    good = _wav({})
+    files = {f"{s}_{i}.wav": good for s in "abc" for i in range(3)}
+    src = _folder(tmp, "wavs", {**files, "a_1.wav": bad})
+    return ["data", "speech", "--folder", str(src), "--speaker-regex", "^([a-z])_",
+            "--out", str(tmp / "out")]  # fmt: skip
 
 
 MLP = ["--set", "model.frames.kind=mlp", "--set", "model.likelihood.kind=gaussian"]
@@ -370,6 +404,9 @@ def _evil_ckpt(tmp: Path) -> bytes:
     return buffer.getvalue()
 
 
+PROGRESS = re.compile(r"^[\w ]+:\s+\d+%\|")
+
+
 def _snapshot(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
@@ -378,18 +415,19 @@ def _snapshot(root: Path) -> set[str]:
 def test_bad_input_gives_one_clear_line(row: Row, base, tmp_path, capsys):
     if row.id.startswith("mp4") and not (base["root"] / "clip.mp4").exists():
         pytest.skip("needs PyAV")
+    if row.id.startswith("wav"):
+        pytest.importorskip("soundfile")
     argv = row.build(tmp_path, base)
     before = _snapshot(tmp_path)
     capsys.readouterr()
     code = main(argv)
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
+    # progress bars (tqdm, which redraws with carriage returns) are not messages
+    lines = [line for line in err.splitlines() if line.strip() and not PROGRESS.match(line)]
     assert code == 2, err
     assert lines and lines[-1].startswith(f"dsvae {argv[0]}: error: "), err
     assert all(line.startswith("warning: ") for line in lines[:-1]), err
     assert "Traceback" not in err
-    import re
-
     assert re.search(row.expect, lines[-1]), lines[-1]
     assert _snapshot(tmp_path) == before, "something was left behind"
     assert not (tmp_path / "pwned").exists(), "a pickle was unpickled"
