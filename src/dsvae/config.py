@@ -185,6 +185,7 @@ class TrainConfig:
     num_workers: int = 0
     accelerator: str = "auto"
     devices: int | str = 1
+    num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "auto"
     checkpoint_every_n_epochs: int = 1
@@ -218,6 +219,7 @@ class TrainConfig:
         )
         if self.threads is not None:
             _check_positive("train.threads", self.threads)
+        _check_positive("train.num_nodes", self.num_nodes)
 
 
 @dataclass
