@@ -179,7 +179,8 @@ def train(
 ) -> TrainResult:
     """Train a DSVAE on the data set in ``data_dir``, writing the run to ``run_dir``.
 
-    With ``resume=True`` the run continues from ``run_dir/checkpoints/last.ckpt``
+    With ``resume=True`` the run continues from its newest complete checkpoint
+    (``run_dir/checkpoints/last.ckpt``, see :func:`resume_checkpoint`)
     (optimiser, step counter and random state included).
 
     Under DDP (``train.strategy: ddp``, or a launch by torchrun/SLURM) every process
