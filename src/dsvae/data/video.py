@@ -191,7 +191,7 @@ class _NpyAppender:
 
     def __init__(self, path: Path, shape: tuple[int, ...]) -> None:
         self.path, self.shape, self.count = path, shape, 0
-        self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in finish/abort
+        self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed by finish or close
         self._file.write(self._header(0))
 
     def _header(self, n: int) -> bytes:
