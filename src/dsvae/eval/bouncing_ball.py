@@ -112,7 +112,12 @@ def plot_curves(
         ks = np.array(runs[0]["missing"])
         values = np.array([r[key] for r in runs], dtype=float)  # (seeds, K)
         mean = np.nanmean(values, axis=0)
-        ax.plot(ks, mean, color=f"C{i}", label=f"{name} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
+        ax.plot(
+            ks,
+            mean,
+            color=f"C{i}",
+            label=f"{name} ({len(runs)} seed{'s' if len(runs) > 1 else ''})",
+        )
         ax.fill_between(ks, np.nanmin(values, 0), np.nanmax(values, 0), color=f"C{i}", alpha=0.25)
     ax.set_xlabel("number of consecutive missing frames")
     ax.set_ylabel("fraction of wrong pixels")
