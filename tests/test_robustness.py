@@ -342,6 +342,8 @@ ROWS = [
         r"a_1\.wav is not a readable audio file"),
     Row("wav-stereo", "a stereo WAV", lambda t, b: _speech_args(t, _wav(b, channels=2)),
         r"a_1\.wav has 2 channels; speech must be mono"),
+    Row("wav-nan", "a float WAV holding NaN samples", lambda t, b: _speech_args(
+        t, _wav(b, nan=True)), r"a_1\.wav has 1 NaN or infinite samples"),
     Row("run-config-damaged", "a run whose config.yaml holds a Python tag", lambda t, b: [
         "export", str(_run_with(b, t, {"config.yaml": b"model: !!python/name:os.system"}))],
         r"config\.yaml cannot be read .*run folder is damaged"),
@@ -351,15 +353,18 @@ ROWS = [
 ]  # fmt: skip
 
 
-def _wav(base: dict, channels: int = 1) -> bytes:
-    """A 0.5 s 220 Hz tone at 8 kHz as WAV bytes."""
+def _wav(base: dict, channels: int = 1, nan: bool = False) -> bytes:
+    """A 0.5 s 220 Hz tone at 8 kHz as WAV bytes (float samples, one NaN, with ``nan``)."""
     import io
 
     import soundfile
 
     tone = 0.5 * np.sin(2 * np.pi * 220 * np.arange(4000) / 8000).astype(np.float32)
+    if nan:
+        tone[100] = np.nan
     buffer = io.BytesIO()
-    soundfile.write(buffer, np.stack([tone] * channels, 1), 8000, format="WAV")
+    subtype = "FLOAT" if nan else None
+    soundfile.write(buffer, np.stack([tone] * channels, 1), 8000, format="WAV", subtype=subtype)
     return buffer.getvalue()
 
 

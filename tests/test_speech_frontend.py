@@ -88,6 +88,13 @@ def test_read_audio_refuses_bad_files_and_resamples(tmp_path):
     silent = write(tmp_path / "q.wav", np.zeros(800, np.float32))
     with pytest.raises(DataError, match="silent"):
         audio.read_audio(silent)
+    broken = tone(200.0, 0.1)
+    broken[10], broken[20] = np.nan, np.inf
+    import soundfile
+
+    soundfile.write(tmp_path / "nan.wav", broken, 8000, subtype="FLOAT")  # float WAV keeps NaN
+    with pytest.raises(DataError, match="2 NaN or infinite samples"):
+        audio.read_audio(tmp_path / "nan.wav")
     junk = tmp_path / "junk.wav"
     junk.write_text("not audio")
     with pytest.raises(DataError, match="not a readable audio file"):

@@ -112,7 +112,8 @@ def read_audio(
 ) -> tuple[np.ndarray, int]:
     """Mono float32 samples in [-1, 1] and their rate; raise DataError on anything unusable.
 
-    Refuses files soundfile cannot read, more than one channel, empty or silent clips, and
+    Refuses files soundfile cannot read, more than one channel, empty or silent clips,
+    NaN or infinite samples (a float WAV can hold them), and
     (unless ``resample``) a rate other than ``sample_rate``; with ``resample`` the audio is
     resampled to ``sample_rate`` (librosa, soxr high quality).
     """
@@ -132,6 +133,9 @@ def read_audio(
     audio = audio[:, 0]
     if audio.size == 0:
         raise DataError(f"{path} holds no samples; remove it")
+    if not np.isfinite(audio).all():
+        bad = int((~np.isfinite(audio)).sum())
+        raise DataError(f"{path} has {bad} NaN or infinite samples; repair or remove it")
     if sample_rate is not None and rate != sample_rate:
         if not resample:
             raise DataError(
