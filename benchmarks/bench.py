@@ -105,6 +105,17 @@ def timed(fn, steps: int, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def train_flops_per_sequence(cfg, data: np.ndarray) -> float:
+    """FLOPs of one training step (forward + backward) per sequence, counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(cfg.model)
+    batch = torch.from_numpy(data[:2])
+    with FlopCounterMode(display=False) as counter:
+        model.loss(model(prepare_frames(batch))).backward()
+    return counter.get_total_flops() / 2
+
+
 def bench_training(cfg, args, device, data: np.ndarray) -> dict:
     torch.manual_seed(0)
     model = build_model(cfg.model)
@@ -140,7 +151,12 @@ def bench_training(cfg, args, device, data: np.ndarray) -> dict:
             rates[name].append(args.steps * b / timed(fn, args.steps, device))
             memory[name] = max(memory.get(name, 0.0), peak_memory_mb(device))
     naive_rate, ours_rate = statistics.median(rates["naive"]), statistics.median(rates["ours"])
+    flops = train_flops_per_sequence(cfg, data)
+    achieved = ours_rate * flops / 1e12
     return {
+        "gflop_per_sequence": flops / 1e9,
+        "ours_tflop_per_s": achieved,
+        "fraction_of_peak": achieved / args.peak_tflops if args.peak_tflops else None,
         "naive_seq_per_s": naive_rate,
         "ours_seq_per_s": ours_rate,
         "ratio": ours_rate / naive_rate,
@@ -243,21 +259,24 @@ def markdown(report: dict) -> str:
         f"torch {report['machine']['torch']}, {report['machine']['threads']} threads, "
         f"{report['machine']['date']}; settings: {report['settings']}",
         "",
-        "| config | work | batch | naive seq/s | ours seq/s | ours / naive | peak memory naive / ours (MB) |",
-        "|---|---|---|---|---|---|---|",
+        "| config | work | batch | naive seq/s | ours seq/s | ours / naive | peak memory naive / ours (MB) | ours TFLOP/s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in report["configs"].items():
         t = r["training"]
         mem = t["peak_memory_mb"]
+        peak = f" ({t['fraction_of_peak']:.0%} of peak)" if t["fraction_of_peak"] else ""
         lines.append(
-            f"| {name} | training step | {report['settings']['batch']} | {t['naive_seq_per_s']:.1f} "
-            f"| {t['ours_seq_per_s']:.1f} | **{t['ratio']:.2f}x** | {mem['naive']:.0f} / {mem['ours']:.0f} |"
+            f"| {name} | training step ({t['gflop_per_sequence']:.1f} GFLOP/seq) | "
+            f"{report['settings']['batch']} | {t['naive_seq_per_s']:.1f} "
+            f"| {t['ours_seq_per_s']:.1f} | **{t['ratio']:.2f}x** | {mem['naive']:.0f} / {mem['ours']:.0f} "
+            f"| {t['ours_tflop_per_s']:.3f}{peak} |"
         )
         for work, i in r.get("inference", {}).items():
             lines.append(
                 f"| {name} | {work.replace('_', ' ')} ({i['sequences']} seq) | "
                 f"{report['settings']['infer_batch']} | {i['naive_seq_per_s']:.1f} | "
-                f"{i['ours_seq_per_s']:.1f} | {i['ratio']:.2f}x | |"
+                f"{i['ours_seq_per_s']:.1f} | {i['ratio']:.2f}x | | |"
             )
     return "\n".join(lines)
 
@@ -293,6 +312,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--compile", action="store_true", help="torch.compile our model")
     p.add_argument("--threads", type=int, default=None, help="CPU threads")
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="the device's peak, to report the fraction reached (H100 bf16 dense: 990)",
+    )
     p.add_argument("--tiny", action="store_true", help="shrink the networks (for tests)")
     p.add_argument("--json", type=Path, help="write the report here")
     p.add_argument("--markdown", type=Path, help="write the table here")
