@@ -100,3 +100,20 @@ def test_figures(ball, tmp_path):
     assert path.stat().st_size > 0
     curves = {name: [missing_frames_curve(m, ball)] * 2 for name, m in models.items()}
     assert plot_curves(curves, tmp_path / "fig8.png").stat().st_size > 1000
+
+
+def test_separated_ks_known_answer():
+    from dsvae.eval.bouncing_ball import _ranges, separated_ks
+
+    def run(values):
+        return {"missing": [0, 1, 2, 3], "error_all": values}
+
+    curves = {
+        "stochastic": [run([0.1, 0.2, 0.5, 0.1]), run([0.15, 0.2, 0.5, 0.1])],
+        "lstm-f": [run([0.3, 0.1, 0.6, 0.2])],
+        "lstm-c": [run([0.2, 0.3, 0.7, 0.3])],
+    }
+    # k=1: lstm-f beats the stochastic model; elsewhere its worst seed is below every other
+    assert separated_ks(curves) == [0, 2, 3]
+    assert separated_ks({"lstm-f": curves["lstm-f"]}) is None
+    assert _ranges([0, 2, 3]) == "0, 2-3" and _ranges([]) == "none"

@@ -163,6 +163,36 @@ def figure7(
     return save_png(np.asarray(image), path)
 
 
+def ks_of(curves: dict[str, list[dict]]) -> list[int]:
+    return next(iter(curves.values()))[0]["missing"]
+
+
+def separated_ks(curves: dict[str, list[dict]], key: str = "error_all") -> list[int] | None:
+    """The k at which the stochastic model's worst seed is below every other model's best seed.
+
+    ``None`` without a stochastic model and at least one other.
+    """
+    if "stochastic" not in curves or len(curves) < 2:
+        return None
+    worst = np.max([r[key] for r in curves["stochastic"]], axis=0)
+    best_other = np.min(
+        [r[key] for n, runs in curves.items() if n != "stochastic" for r in runs], axis=0
+    )
+    return [k for k, a, b in zip(ks_of(curves), worst, best_other, strict=True) if a < b]
+
+
+def _ranges(ks: list[int]) -> str:
+    """[1, 2, 3, 7] -> '1-3, 7'."""
+    if not ks:
+        return "none"
+    parts, start = [], ks[0]
+    for prev, k in zip(ks, [*ks[1:], None], strict=True):
+        if k is None or k != prev + 1:
+            parts.append(f"{start}-{prev}" if prev > start else f"{start}")
+            start = k
+    return ", ".join(parts)
+
+
 def _markdown(
     curves: dict[str, list[dict]], ks: tuple[int, ...] = (0, 1, 5, 10, 15, 20, 25, 29)
 ) -> str:
@@ -224,7 +254,13 @@ def evaluate_bouncing_ball(
                     writer.writerow(
                         [name, c["run"], k, f"{a:.6f}", "" if np.isnan(m) else f"{m:.6f}"]
                     )
+    separated = separated_ks(curves)
     markdown = _markdown(curves)
+    if separated is not None:
+        markdown += (
+            f"\n\nThe stochastic model's worst seed beats every seed of every other model at "
+            f"{len(separated)} of {len(ks_of(curves))} values of k: {_ranges(separated)}."
+        )
     report = {
         "curves": curves,
         "data": str(dataset.path),
@@ -233,6 +269,7 @@ def evaluate_bouncing_ball(
         "wall_time_s": round(time.perf_counter() - start, 1),
         "machine": machine_description(),
         "markdown": markdown,
+        "stochastic_separated_at": separated,
     }
     atomic_write_json(out_dir / "curves.json", _json_safe(report))
     atomic_write_text(out_dir / "curves.md", markdown + "\n")
