@@ -64,8 +64,9 @@ def test_curve_equals_imputing_each_k_from_scratch(ball, dynamics):
     from dsvae import ops
     from dsvae.data import prepare_frames
 
-    model = tiny(dynamics)
+    model = tiny(dynamics).train()
     curve = missing_frames_curve(model, ball, batch_size=6)
+    assert model.training  # evaluated in eval mode, the caller's mode restored
     x = prepare_frames(torch.from_numpy(np.array(ball.frames[:6])))
     for k in (0, 2, 4):
         pred = ops.impute(model, x, observed=5 - k)

@@ -33,7 +33,21 @@ def _batches(dataset: SequenceDataset, batch_size: int, limit: int | None):
         yield prepare_frames(torch.from_numpy(block))
 
 
-@torch.no_grad()
+@ops.inference
+def _batch_errors(model, x: torch.Tensor, ks: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel errors (all frames, missing frames) of one batch for each k missing at the end."""
+    b, t = x.shape[:2]
+    features = model.encode_features(x)  # per frame: shared by every k
+    wrong_all, wrong_missing = np.zeros(len(ks)), np.zeros(len(ks))
+    for i, k in enumerate(ks):
+        mask = ops.observed_mask(b, t, t - k, device=x.device)
+        pred = model.impute(x, mask, False, None, features=features)
+        wrong_all[i] = pixel_error(pred, x)
+        if k:
+            wrong_missing[i] = pixel_error(pred[:, t - k :], x[:, t - k :])
+    return wrong_all, wrong_missing
+
+
 def missing_frames_curve(
     model,
     dataset: SequenceDataset,
@@ -57,17 +71,11 @@ def missing_frames_curve(
     t = dataset.length
     ks = list(range(0, (t - 1 if max_missing is None else min(max_missing, t - 1)) + 1))
     wrong_all, wrong_missing, count = np.zeros(len(ks)), np.zeros(len(ks)), 0
-    model.eval()
     for x in _batches(dataset, batch_size, limit):
-        b = x.shape[0]
-        features = model.encode_features(x)  # per frame: shared by every k
-        for i, k in enumerate(ks):
-            mask = ops.observed_mask(b, t, t - k, device=x.device)
-            pred = model.impute(x, mask, False, None, features=features)
-            wrong_all[i] += pixel_error(pred, x) * b
-            if k:
-                wrong_missing[i] += pixel_error(pred[:, t - k :], x[:, t - k :]) * b
-        count += b
+        batch_all, batch_missing = _batch_errors(model, x, ks)
+        wrong_all += batch_all * x.shape[0]
+        wrong_missing += batch_missing * x.shape[0]
+        count += x.shape[0]
     missing = wrong_missing / count
     missing[0] = np.nan
     return {
