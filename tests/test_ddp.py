@@ -13,14 +13,10 @@ import torch
 
 from dsvae.data import SequenceDataset, make_bouncing_ball_dataset, prepare_frames
 from dsvae.model import build_model, load_model
+from tiny import TINY_MODEL
 
 TINY = [
-    "model.f_dim=4",
-    "model.z_dim=3",
-    "model.hidden_dim=16",
-    "model.frames.channels=[8,8]",
-    "model.frames.strides=[2,2]",
-    "model.frames.feature_dim=32",
+    *TINY_MODEL,
     "model.frames.batch_norm=false",  # per-process batch statistics would differ
     "train.lr=0.003",
     "train.progress_bar=false",

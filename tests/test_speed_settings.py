@@ -9,22 +9,11 @@ from dsvae.config import load_config
 from dsvae.data import make_bouncing_ball_dataset, prepare_frames
 from dsvae.model import build_model
 from dsvae.train import train
+from tiny import TINY_MODEL, TINY_TRAIN
 
-TINY = [
-    "model.f_dim=4",
-    "model.z_dim=3",
-    "model.hidden_dim=16",
-    "model.frames.channels=[8,8]",
-    "model.frames.strides=[2,2]",
-    "model.frames.feature_dim=32",
-    "train.batch_size=16",
-    "train.lr=0.003",
-    "train.progress_bar=false",
-    "train.log_every_n_steps=2",
-    "train.max_epochs=2",
-    "train.channels_last=false",
-    "train.fused_adam=false",
-]
+# every speed setting off: the reference the settings are compared with
+TINY = [*TINY_MODEL, *TINY_TRAIN, "train.max_epochs=2"]
+OFF = ["train.channels_last=false", "train.fused_adam=false"]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +27,7 @@ def ball_dir(tmp_path_factory):
 def reference(ball_dir, tmp_path_factory):
     """The model after 2 epochs with every speed setting off."""
     return train(
-        load_config("quickstart", TINY), ball_dir, tmp_path_factory.mktemp("r") / "run"
+        load_config("quickstart", [*TINY, *OFF]), ball_dir, tmp_path_factory.mktemp("r") / "run"
     ).model
 
 
@@ -75,7 +64,7 @@ def _assert_same_model(model, reference, atol: float) -> None:
     ],
 )
 def test_setting_trains_the_same_model(ball_dir, reference, tmp_path, setting, atol):
-    result = train(load_config("quickstart", [*TINY, setting]), ball_dir, tmp_path / "run")
+    result = train(load_config("quickstart", [*TINY, *OFF, setting]), ball_dir, tmp_path / "run")
     _assert_same_model(result.model, reference, atol)
 
 
@@ -105,7 +94,7 @@ def test_channels_last_step_has_the_same_loss_and_gradients():
 
 def test_channels_last_run(ball_dir, reference, tmp_path):
     """A whole run in NHWC ends within 1% of the NCHW run's ELBO (rounding compounds)."""
-    config = load_config("quickstart", [*TINY, "train.channels_last=true"])
+    config = load_config("quickstart", [*TINY, *OFF, "train.channels_last=true"])
     model = train(config, ball_dir, tmp_path / "run").model
     assert next(model.encoder.conv.parameters()).is_contiguous(memory_format=torch.channels_last)
     x = (torch.rand(4, 6, 1, 16, 16, generator=torch.Generator().manual_seed(0)) > 0.8).float()
@@ -143,7 +132,7 @@ def test_bf16_autocast_elbo_matches_float32():
 def test_threads_setting(ball_dir, tmp_path):
     before = torch.get_num_threads()
     try:
-        train(load_config("quickstart", [*TINY, "train.threads=1"]), ball_dir, tmp_path / "r")
+        train(load_config("quickstart", [*TINY, *OFF, "train.threads=1"]), ball_dir, tmp_path / "r")
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
@@ -152,7 +141,9 @@ def test_threads_setting(ball_dir, tmp_path):
 @pytest.mark.slow
 def test_torch_compile_trains_the_same_model(ball_dir, reference, tmp_path):
     result = train(
-        load_config("quickstart", [*TINY, "train.torch_compile=true"]), ball_dir, tmp_path / "run"
+        load_config("quickstart", [*TINY, *OFF, "train.torch_compile=true"]),
+        ball_dir,
+        tmp_path / "run",
     )
     _assert_same_model(result.model, reference, 1e-4)
 
@@ -162,7 +153,7 @@ def test_automatic_settings_on_a_cpu(ball_dir, tmp_path):
 
     assert resolve_precision("auto", "cpu") == "32-true"
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
-    config = load_config("quickstart", [*TINY[:-2], "train.max_epochs=1"])
+    config = load_config("quickstart", [*TINY_MODEL, *TINY_TRAIN, "train.max_epochs=1"])
     assert config.train.precision == "auto" and config.train.data_on_device is None
     result = train(config, ball_dir, tmp_path / "run")
     assert next(result.model.parameters()).dtype == torch.float32

@@ -15,19 +15,9 @@ from dsvae.errors import ConfigError, DsvaeError
 from dsvae.model import load_model
 from dsvae.train import EpochSeededSampler, train
 from dsvae.train.checkpoint_io import AtomicCheckpointIO
+from tiny import TINY_MODEL, TINY_TRAIN
 
-TINY = [
-    "model.f_dim=4",
-    "model.z_dim=3",
-    "model.hidden_dim=16",
-    "model.frames.channels=[8,8]",
-    "model.frames.strides=[2,2]",
-    "model.frames.feature_dim=32",
-    "train.batch_size=16",
-    "train.lr=0.003",
-    "train.progress_bar=false",
-    "train.log_every_n_steps=2",
-]
+TINY = [*TINY_MODEL, *TINY_TRAIN]
 
 
 @pytest.fixture(scope="module")
