@@ -89,3 +89,13 @@ def test_benchmark_report(tmp_path):
     table = (tmp_path / "r.md").read_text()
     assert "| quickstart | training step (" in table
     assert training["gflop_per_sequence"] > 0 and training["fraction_of_peak"] is None
+
+
+def test_profile_step_shares():
+    profile = _module("profile_step")
+    shares = profile.main(
+        ["--config", "quickstart", "--frame-shape", "[1,16,16]", "--batch", "2", "--length", "3",
+         "--set", "model.frames.channels=[4,4]", "--set", "model.frames.strides=[2,2]"]
+    )  # fmt: skip
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["convolution"] > 0 and shares["LSTM"] > 0
