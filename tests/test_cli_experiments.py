@@ -46,13 +46,14 @@ def test_sprites_pipeline(tmp_path, capsys):
     )
     capsys.readouterr()
     code = run("evaluate", "sprites", tmp_path / "run", "--judge", tmp_path / "judge", "--data", data,
-               "--out", tmp_path / "eval", "--trajectories", "3")  # fmt: skip
+               "--out", tmp_path / "eval", "--trajectories", "3", "--device", "cpu")  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
     assert "| skin |" in out and "action Acc" in out
     report = json.loads((tmp_path / "eval" / "sprites_eval.json").read_text())
     assert 0.0 <= report["table1"]["hair"]["disagreement"] <= 1.0
     assert report["test_sequences"] == 18
+    assert report["device"] == "cpu" and report["trajectory_sequences"] == 3
     figures = {Path(p).name for p in report["figures"]}
     assert {
         "figure3_a.png",

@@ -148,3 +148,19 @@ def test_resolve_test_split_requires_sprites_labels(tmp_path, split):
     with pytest.raises(DataError, match="not a Sprites split"):
         sprites.resolve_test_split(tmp_path / "plain")
     assert json.loads((split.path / "meta.json").read_text())["name"] == "tiny-sprites"
+
+
+def test_resolve_device_picks_and_refuses(monkeypatch):
+    from dsvae.errors import DsvaeError
+    from dsvae.machine import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(DsvaeError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    with pytest.raises(DsvaeError, match="not a device name"):
+        resolve_device("tpu7")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)

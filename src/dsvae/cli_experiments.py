@@ -94,6 +94,11 @@ def register(sub, data_kinds, add: AddParser):
         metavar="N",
         help="generated sequences per repeat in Figure 4 (default 200, as in the paper)",
     )
+    es.add_argument(
+        "--device",
+        default="auto",
+        help="where the model and judge run: auto (a GPU when there is one), cpu, cuda",
+    )
     es.set_defaults(func=cmd_evaluate_sprites)
 
     eb = add(
@@ -153,7 +158,14 @@ def cmd_evaluate_sprites(args: argparse.Namespace) -> None:
     from dsvae.eval.sprites import evaluate_sprites
 
     report = evaluate_sprites(
-        args.run, args.judge, args.data, args.out, seed=args.seed, figures=not args.no_figures
+        args.run,
+        args.judge,
+        args.data,
+        args.out,
+        seed=args.seed,
+        figures=not args.no_figures,
+        trajectory_sequences=args.trajectories,
+        device=args.device,
     )
     print((args.out / "sprites_eval.md").read_text())
     print(f"wrote {args.out / 'sprites_eval.json'} and {len(report['figures'])} figures")

@@ -7,6 +7,8 @@ import platform
 
 import torch
 
+from dsvae.errors import DsvaeError
+
 
 def machine_description() -> dict:
     """Platform, processor, core count, torch version and threads, and the GPU if any."""
@@ -19,3 +21,21 @@ def machine_description() -> dict:
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` is the GPU when one is visible, else the CPU; other names pass through.
+
+    Asking for CUDA on a machine without it is refused with a message, not a traceback.
+    """
+    name = device.type if isinstance(device, torch.device) else str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DsvaeError(f"--device {device}: no CUDA GPU is visible here; use --device cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise DsvaeError(
+            f"--device {device!r} is not a device name (auto, cpu, cuda, cuda:N)"
+        ) from err

@@ -15,13 +15,16 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pymunk
 from tqdm import tqdm
 
 from dsvae.data.dataset import DatasetWriter
 from dsvae.errors import DataError
+
+if TYPE_CHECKING:  # pymunk is imported where the physics runs, not with dsvae.data
+    import pymunk
 
 POLYGON_32 = ((3, 1), (1, 15), (8, 30), (25, 30), (30, 8), (15, 1))
 """Walls (x, y) on a 32x32 canvas, as in Fraccaro et al. (2017)."""
@@ -82,6 +85,8 @@ def _check_args(
 
 def _make_space(polygon: np.ndarray, radius: float) -> pymunk.Space:
     """An empty, gravity-free, undamped space walled in by ``polygon``."""
+    import pymunk
+
     space = pymunk.Space()
     space.gravity = (0.0, 0.0)
     space.damping = 1.0
@@ -97,6 +102,8 @@ def _add_ball(
     space: pymunk.Space, radius: float, position: np.ndarray, velocity: np.ndarray
 ) -> pymunk.Body:
     """A frictionless, fully elastic ball (elasticity 1 on ball and walls)."""
+    import pymunk
+
     body = pymunk.Body(1.0, pymunk.moment_for_circle(1.0, 0.0, radius))
     body.position = tuple(position)
     body.velocity = tuple(velocity)

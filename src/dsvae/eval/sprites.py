@@ -24,7 +24,7 @@ from dsvae.data import SequenceDataset, prepare_frames
 from dsvae.errors import DataError
 from dsvae.eval import metrics
 from dsvae.io import atomic_write_json, atomic_write_text
-from dsvae.machine import machine_description
+from dsvae.machine import machine_description, resolve_device
 from dsvae.model import DSVAE
 
 ATTRIBUTES = ("skin", "pants", "tops", "hair")
@@ -220,15 +220,22 @@ def evaluate_sprites(
     batch_size: int = 128,
     figures: bool = True,
     trajectory_sequences: int = 200,
+    device: str | torch.device = "auto",
 ) -> dict:
-    """Table 1, the later-work protocol and Figures 3-4; writes JSON, Markdown and PNGs."""
+    """Table 1, the later-work protocol and Figures 3-4; writes JSON, Markdown and PNGs.
+
+    ``device``: ``"auto"`` (a GPU when there is one), ``"cpu"`` or ``"cuda"``. The model
+    and the judge run there in float32; the tables are reduced on the CPU.
+    """
     from dsvae.eval.figures import figure3, plot_trajectories, trajectories
     from dsvae.eval.judge import check_frame_shape, load_judge
     from dsvae.model import load_model
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    model, judge = load_model(run), load_judge(judge_dir)
+    device = resolve_device(device)
+    model = load_model(run, device).to(device)
+    judge = load_judge(judge_dir, device).to(device)
     dataset = resolve_test_split(data_dir)
     if tuple(dataset.frame_shape) != model.frame_shape:
         raise DataError(
@@ -241,7 +248,7 @@ def evaluate_sprites(
     pictures: list[Path] = []
     if figures:
         x = prepare_frames(
-            torch.from_numpy(np.array(dataset.frames[:: max(1, len(dataset) // 6)][:6]))
+            torch.from_numpy(np.array(dataset.frames[:: max(1, len(dataset) // 6)][:6])).to(device)
         )
         pictures += figure3(model, x, out_dir / "figures", seed=seed)
         for share in ("f", "z"):
@@ -264,6 +271,8 @@ def evaluate_sprites(
         "test_sequences": len(dataset),
         "posterior": model.config.posterior,
         "seed": seed,
+        "device": device.type,
+        "trajectory_sequences": trajectory_sequences if figures else 0,
         "wall_time_s": round(time.perf_counter() - start, 1),
         "machine": machine_description(),
         "figures": [str(p) for p in pictures],
