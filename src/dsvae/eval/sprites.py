@@ -234,8 +234,7 @@ def evaluate_sprites(
     start = time.perf_counter()
     out_dir = Path(out_dir)
     device = resolve_device(device)
-    model = load_model(run, device).to(device)
-    judge = load_judge(judge_dir, device).to(device)
+    model, judge = load_model(run, device), load_judge(judge_dir, device)
     dataset = resolve_test_split(data_dir)
     if tuple(dataset.frame_shape) != model.frame_shape:
         raise DataError(

@@ -66,12 +66,13 @@ def read_model_config(directory: Path) -> ModelConfig:
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> DSVAE:
-    """Load a model saved by :func:`save_model` (from its folder or a run folder), in eval mode."""
+    """Load a model saved by :func:`save_model` (from its folder or a run folder), in eval mode,
+    on the device ``map_location``."""
     directory = resolve_model_dir(path)
     config = read_model_config(directory)
     model = build_model(config)
     load_weights(model, directory / WEIGHTS_FILE, map_location)
-    return model.eval()
+    return model.to(map_location).eval()
 
 
 def load_weights(
