@@ -13,7 +13,13 @@ SCRIPTS = sorted((Path(__file__).resolve().parents[1] / "scripts").glob("*.sh"))
 
 def test_there_are_scripts():
     names = {p.name for p in SCRIPTS}
-    assert {"gpu_all.sh", "perf_gpu.sh", "sprites_gpu.sh", "speech_cpu.sh"} <= names
+    assert {
+        "gpu_all.sh",
+        "perf_gpu.sh",
+        "sprites_gpu.sh",
+        "sprites_cpu.sh",
+        "speech_cpu.sh",
+    } <= names
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
@@ -38,4 +44,19 @@ def test_gpu_scripts_refuse_to_start_without_an_output_folder(script, tmp_path):
     )
     assert done.returncode != 0
     assert "set SHEETS" in done.stderr or "set OUT" in done.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_sprites_cpu_script_refuses_a_missing_sheets_folder(tmp_path):
+    env = dict(os.environ, SHEETS=str(tmp_path / "no-sheets"), DSVAE="false")
+    done = subprocess.run(
+        ["bash", str(SCRIPTS[0].parent / "sprites_cpu.sh")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "no sheets folder" in done.stderr and "set SHEETS" in done.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written
