@@ -37,7 +37,9 @@ def _assert_same_model(model, reference, atol: float) -> None:
     A conv bias that feeds a batch norm has an exactly zero gradient, so it only
     moves by Adam's normalised rounding noise (which other kernels change); the
     norm's running mean absorbs it and the outputs stay the same. Those biases and
-    running means are compared through the ELBO instead of value by value.
+    running means are compared through the ELBO instead of value by value. That
+    noise differs between CPUs (a fused kernel vectorises differently with and
+    without AVX-512), so the ELBO is held to 0.1%, not to float32 rounding.
     """
     state, ref = model.state_dict(), reference.state_dict()
     assert state.keys() == ref.keys()
@@ -53,7 +55,7 @@ def _assert_same_model(model, reference, atol: float) -> None:
     with torch.no_grad():
         a = model.eval()(x, generator=gen()).terms["elbo"]
         b = reference.eval()(x, generator=gen()).terms["elbo"]
-    torch.testing.assert_close(a, b, rtol=1e-4, atol=0)
+    torch.testing.assert_close(a, b, rtol=1e-3, atol=0)
 
 
 @pytest.mark.parametrize(
@@ -158,3 +160,23 @@ def test_automatic_settings_on_a_cpu(ball_dir, tmp_path):
     result = train(config, ball_dir, tmp_path / "run")
     assert next(result.model.parameters()).dtype == torch.float32
     assert next(result.model.encoder.conv.parameters()).is_contiguous()  # NCHW on a CPU
+
+
+def test_recurrent_layers_run_in_float32_under_cpu_autocast():
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from dsvae.model.recurrent import LSTM, RNN
+
+    torch.manual_seed(0)
+    for layer, plain in (
+        (LSTM(3, 5, batch_first=True), torch.nn.LSTM),
+        (RNN(3, 5, batch_first=True), torch.nn.RNN),
+    ):
+        ref = plain(3, 5, batch_first=True)
+        ref.load_state_dict(layer.state_dict())  # the same parameters and keys
+        x = torch.randn(2, 4, 3)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, _ = layer(x)
+            packed, _ = layer(pack_padded_sequence(x, [4, 2], batch_first=True))
+        assert out.dtype == torch.float32 and packed.data.dtype == torch.float32
+        torch.testing.assert_close(out, ref(x)[0])

@@ -24,6 +24,7 @@ from dsvae.model.distributions import FrameLikelihood, rsample, standard_normal
 from dsvae.model.dsvae import DSVAEOutput, SequenceModel, elbo_terms
 from dsvae.model.frames import build_frame_networks
 from dsvae.model.posteriors import StaticPosterior
+from dsvae.model.recurrent import LSTM
 
 
 class DeterministicDynamics(nn.Module):
@@ -35,9 +36,9 @@ class DeterministicDynamics(nn.Module):
         if kind == "lstm-f":
             # the LSTM state has hidden_dim units; a linear map lifts z to (h_0, c_0)
             self.init = nn.Linear(z_dim, 2 * hidden_dim)
-            self.lstm = nn.LSTM(1, hidden_dim, batch_first=True)
+            self.lstm = LSTM(1, hidden_dim, batch_first=True)
         else:
-            self.lstm = nn.LSTM(z_dim, hidden_dim, batch_first=True)
+            self.lstm = LSTM(z_dim, hidden_dim, batch_first=True)
 
     def forward(self, z: torch.Tensor, length: int) -> torch.Tensor:
         """z (B, Z) -> h_1:T (B, T, H)."""

@@ -8,6 +8,7 @@ from torch.distributions import Independent
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from dsvae.model.distributions import diag_gaussian
+from dsvae.model.recurrent import LSTM, RNN
 
 
 def compact_observed(
@@ -41,7 +42,7 @@ class StaticPosterior(nn.Module):
 
     def __init__(self, feature_dim: int, hidden_dim: int, f_dim: int) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(feature_dim, hidden_dim, batch_first=True, bidirectional=True)
+        self.lstm = LSTM(feature_dim, hidden_dim, batch_first=True, bidirectional=True)
         self.head = nn.Linear(2 * hidden_dim, 2 * f_dim)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> Independent:
@@ -84,8 +85,8 @@ class FullDynamicsPosterior(nn.Module):
 
     def __init__(self, feature_dim: int, hidden_dim: int, z_dim: int, f_dim: int) -> None:
         super().__init__()
-        self.bilstm = nn.LSTM(feature_dim + f_dim, hidden_dim, batch_first=True, bidirectional=True)
-        self.rnn = nn.RNN(2 * hidden_dim, hidden_dim, batch_first=True)
+        self.bilstm = LSTM(feature_dim + f_dim, hidden_dim, batch_first=True, bidirectional=True)
+        self.rnn = RNN(2 * hidden_dim, hidden_dim, batch_first=True)
         self.head = nn.Linear(hidden_dim, 2 * z_dim)
 
     def forward(

@@ -7,6 +7,7 @@ from torch import nn
 from torch.distributions import Independent
 
 from dsvae.model.distributions import diag_gaussian, rsample
+from dsvae.model.recurrent import LSTM
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 
@@ -22,7 +23,7 @@ class DynamicsPrior(nn.Module):
     def __init__(self, z_dim: int, hidden_dim: int) -> None:
         super().__init__()
         self.z_dim = z_dim
-        self.lstm = nn.LSTM(z_dim, hidden_dim, batch_first=True)
+        self.lstm = LSTM(z_dim, hidden_dim, batch_first=True)
         self.head = nn.Linear(hidden_dim, 2 * z_dim)
 
     def forward(self, z: torch.Tensor) -> Independent:
