@@ -90,6 +90,27 @@ def test_convert_cli_writes_wavs_at_the_source_rate_and_a_figure(trained, tmp_pa
     assert "2 channels" in capsys.readouterr().err
 
 
+def test_relative_spectra_convert_at_the_source_level(tmp_path):
+    from conftest import make_model_config
+    from dsvae.data import speech
+    from dsvae.eval.conversion import convert_files
+    from dsvae.model import DSVAE, save_model
+
+    root = fake_fsdd(tmp_path / "fsdd", speakers=("alice", "bob"), digits=(0,), takes=6)
+    utts = speech.fsdd_utterances(root, unseen=[])
+    speech.build_speech(utts, tmp_path / "data", dynamic_range_db=40)
+    torch.manual_seed(0)
+    model = DSVAE(make_model_config(kind="mlp", likelihood="gaussian", frame_shape=[200]))
+    save_model(model, tmp_path / "run" / "model")
+    source = write(tmp_path / "src.wav", 0.05 * tone(PITCH["bob"], 0.4))  # a quiet recording
+    target = write(tmp_path / "tgt.wav", tone(PITCH["alice"], 0.3))
+    convert_files(tmp_path / "run", tmp_path / "data", source, target, tmp_path / "o", n_iter=5)
+    rms = lambda name: float(np.sqrt(np.mean(sf.read(str(tmp_path / name))[0] ** 2)))  # noqa: E731
+    for name in ("o/source_to_target.wav", "o/source_reconstruction.wav"):
+        assert rms(name) == pytest.approx(rms("src.wav"), rel=0.05)
+    assert rms("o/target_to_source.wav") == pytest.approx(rms("tgt.wav"), rel=0.05)
+
+
 def test_median_f0_finds_the_pitch_of_a_tone():
     from dsvae.eval.conversion_eval import median_f0
 

@@ -151,15 +151,24 @@ def test_cli_builds_and_reports_bad_rules(tmp_path, capsys):
         str(root),
         "--unseen",
         "bob",
+        "--dynamic-range",
+        "40",
     ]
     done = subprocess.run(
         [*cmd, "--out", str(tmp_path / "d")], capture_output=True, text=True, env=env
     )
     assert done.returncode == 0, done.stderr
     assert "utterances: train 2, test-seen 5, test-unseen 7" in done.stdout
-    assert json.loads((tmp_path / "d" / "train" / "meta.json").read_text())["split_speakers"] == [
-        "alice"
-    ]
+    train = SequenceDataset(tmp_path / "d" / "train")
+    assert train.meta["split_speakers"] == ["alice"]
+    assert train.meta["spectrogram"]["dynamic_range_db"] == 40
+    # each utterance is measured from its loudest bin, floored 40 dB (4.6 nats) below it
+    spec = np.asarray(train.frames) * train.meta["spectrogram"]["std"]
+    spec = spec + np.asarray(train.meta["spectrogram"]["mean"])
+    for u in set(train.labels["utterance"].tolist()):
+        one = spec[train.labels["utterance"] == u]
+        assert one.max() == pytest.approx(0, abs=1e-3)
+        assert one.min() == pytest.approx(-40 * np.log(10) / 20, abs=1e-3)
     bad = ["data", "speech", "--folder", str(root), "--speaker-regex", "^nobody_(x)"]
     assert main([*bad, "--out", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err

@@ -37,6 +37,39 @@ def test_silence_sits_on_the_log_floor():
     np.testing.assert_allclose(spec, np.log(cfg.log_floor))
 
 
+def test_dynamic_range_measures_from_the_loudest_bin():
+    cfg = audio.SpectrogramConfig.for_rate(8000, dynamic_range_db=40.0)
+    assert cfg.silence == pytest.approx(-40 * np.log(10) / 20)  # 40 dB of magnitude
+    x = tone(150.0, 0.5)
+    quiet, loud = audio.log_spectrogram(0.1 * x, cfg), audio.log_spectrogram(x, cfg)
+    assert quiet.max() == pytest.approx(0.0) and quiet.min() == pytest.approx(cfg.silence)
+    np.testing.assert_allclose(quiet, loud, atol=1e-4)  # the recording level is gone
+    # noise 50 dB below the tone sits under the floor: the background is gone too
+    noise = 0.5 * 10 ** (-50 / 20) * np.random.default_rng(0).standard_normal(len(x))
+    noisy = audio.log_spectrogram(x + noise, cfg)
+    absolute = audio.SpectrogramConfig.for_rate(8000)
+    shown = lambda s: (s > s.max() - 40 * np.log(10) / 20).mean()  # noqa: E731
+    floored = lambda s: np.isclose(s, cfg.silence).mean()  # noqa: E731
+    assert floored(noisy) > 0.8
+    np.testing.assert_allclose(floored(noisy), floored(loud), atol=0.01)
+    np.testing.assert_allclose(shown(noisy), shown(loud), atol=0.01)
+    assert np.median(audio.log_spectrogram(x + noise, absolute)) > np.log(absolute.log_floor) + 2
+    # short utterances are padded with the relative floor; the setting is stored and read back
+    short = audio.segment(loud[:14], cfg, "pad")
+    np.testing.assert_allclose(short.frames[0, 14:], cfg.silence)
+    assert audio.SpectrogramConfig.from_dict(cfg.to_dict()) == cfg
+    assert audio.SpectrogramConfig.from_dict({**cfg.to_dict(), "dynamic_range_db": None}) == absolute
+    with pytest.raises(DataError, match="dynamic range"):
+        audio.SpectrogramConfig.for_rate(8000, dynamic_range_db=-3.0)
+
+
+def test_match_level_takes_the_rms_of_the_reference():
+    x = tone(150.0, 0.2)
+    y = audio.match_level(0.01 * x, 3.0 * x)
+    np.testing.assert_allclose(y, 3.0 * x, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(audio.match_level(np.zeros(10), x), np.zeros(10))
+
+
 def test_segments_cover_the_utterance_and_pad_short_ones():
     cfg = audio.SpectrogramConfig.for_rate(8000)
     spec = np.arange(45 * 3, dtype=np.float32).reshape(45, 3)

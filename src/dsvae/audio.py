@@ -16,7 +16,15 @@ rate       window      hop    FFT    bins
 At 8 kHz the 25 ms window is zero-padded to 400 points: the time resolution is the
 paper's and the 200 bins sample the same spectrum twice as finely (interpolated, not
 more resolved). Magnitudes are floored at ``log_floor`` before the log, so silence is
-finite. One global mean and standard deviation per bin, taken over the training frames,
+finite.
+
+``dynamic_range_db`` (off by default, as in the paper) measures each utterance's log
+magnitudes from its own loudest bin and floors them ``dynamic_range_db`` dB below it, like
+``librosa.amplitude_to_db(ref=np.max, top_db=...)``. Recording level and background noise
+below that floor then say nothing about who recorded the utterance: on corpora where each
+speaker was recorded in one place (FSDD, Allison), the channel otherwise identifies the
+speaker, and a static latent learns the channel instead of the voice. Converted audio takes
+its level from the source recording. One global mean and standard deviation per bin, taken over the training frames,
 is stored with the data set (:class:`SpectrumStats`) so that spectra can be turned back
 into sound with :func:`griffin_lim`.
 
@@ -65,6 +73,7 @@ class SpectrogramConfig:
     n_fft: int = N_FFT
     log_floor: float = 1e-4
     segment_frames: int = SEGMENT_FRAMES
+    dynamic_range_db: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.win_length <= self.n_fft:
@@ -74,6 +83,10 @@ class SpectrogramConfig:
             )
         if self.hop_length < 1 or self.log_floor <= 0 or self.segment_frames < 1:
             raise DataError(f"invalid spectrogram settings {self}")
+        if self.dynamic_range_db is not None and not 0 < self.dynamic_range_db < 200:
+            raise DataError(
+                f"the dynamic range must be between 0 and 200 dB, got {self.dynamic_range_db}"
+            )
 
     @classmethod
     def for_rate(cls, sample_rate: int, **kwargs: Any) -> SpectrogramConfig:
@@ -89,6 +102,18 @@ class SpectrogramConfig:
     @property
     def n_bins(self) -> int:
         return self.n_fft // 2
+
+    @property
+    def relative(self) -> bool:
+        """Whether spectra are measured from each utterance's loudest bin."""
+        return self.dynamic_range_db is not None
+
+    @property
+    def silence(self) -> float:
+        """The log magnitude of silence: the floor, used to pad short utterances."""
+        if self.dynamic_range_db is not None:
+            return -self.dynamic_range_db * np.log(10.0) / 20.0
+        return float(np.log(self.log_floor))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,7 +203,8 @@ def log_spectrogram(audio: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
     """Log-magnitude spectra (frames, 200), one every hop, DC dropped, floored at ``log_floor``.
 
     Frame i is centred on sample ``i * hop`` (zero padding at both ends), so a clip of n
-    samples gives ``1 + n // hop`` frames.
+    samples gives ``1 + n // hop`` frames. With ``cfg.dynamic_range_db`` the spectra are
+    shifted so that the loudest bin is 0 and floored at ``cfg.silence``.
     """
     x = torch.as_tensor(np.asarray(audio, dtype=np.float64))
     spec = torch.stft(
@@ -192,7 +218,10 @@ def log_spectrogram(audio: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
         return_complex=True,
     )  # (n_fft/2 + 1, frames)
     mag = spec.abs()[1:].T.numpy()  # (frames, 200): DC dropped
-    return np.log(np.maximum(mag, cfg.log_floor)).astype(np.float32)
+    log_mag = np.log(np.maximum(mag, cfg.log_floor))
+    if cfg.relative:
+        log_mag = np.maximum(log_mag - log_mag.max(), cfg.silence)
+    return log_mag.astype(np.float32)
 
 
 @dataclass
@@ -220,7 +249,7 @@ def segment(spec: np.ndarray, cfg: SpectrogramConfig, short: str = "pad") -> Seg
             return Segments(
                 np.zeros((0, t, spec.shape[1]), np.float32), np.zeros(0, int), np.zeros(0, int)
             )
-        pad = np.full((t - n, spec.shape[1]), np.log(cfg.log_floor), np.float32)
+        pad = np.full((t - n, spec.shape[1]), cfg.silence, np.float32)
         return Segments(np.concatenate([spec, pad])[None], np.array([0]), np.array([t - n]))
     starts = list(range(0, n - t + 1, t))
     if starts[-1] + t < n:
@@ -237,7 +266,7 @@ def tile(spec: np.ndarray, cfg: SpectrogramConfig) -> tuple[np.ndarray, int]:
     """
     t, n = cfg.segment_frames, spec.shape[0]
     total = -(-n // t) * t
-    pad = np.full((total - n, spec.shape[1]), np.log(cfg.log_floor), np.float32)
+    pad = np.full((total - n, spec.shape[1]), cfg.silence, np.float32)
     return np.concatenate([spec, pad]).reshape(-1, t, spec.shape[1]), n
 
 
@@ -315,3 +344,13 @@ def griffin_lim(
         previous = rebuilt
     audio = torch.istft(mag * angles, length=length, center=True, **kw)
     return audio.numpy().astype(np.float32)
+
+
+def match_level(audio: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``audio`` scaled to the RMS level of ``reference`` (silent audio is returned as is)."""
+    audio = np.asarray(audio, np.float32)
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    if rms == 0.0:
+        return audio
+    ref = float(np.sqrt(np.mean(np.square(np.asarray(reference, np.float64)))))
+    return (audio * (ref / rms)).astype(np.float32)

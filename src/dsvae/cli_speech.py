@@ -74,6 +74,15 @@ def register(sub, data_kinds, evaluate_kinds, add) -> None:
         default="pad",
         help="utterances shorter than 200 ms: pad with silence (default) or drop",
     )
+    d.add_argument(
+        "--dynamic-range",
+        type=float,
+        default=None,
+        metavar="DB",
+        help="measure each utterance from its loudest bin and floor it DB decibels below, so "
+        "that recording level and background noise do not identify the speaker (e.g. 40; "
+        "default: absolute levels, as in the paper)",
+    )
     d.add_argument("--seed", type=int, default=0, help="seed of the held-out choice (default 0)")
     d.add_argument("--overwrite", action="store_true", help="replace an existing data set")
     d.set_defaults(func=cmd_data_speech)
@@ -209,6 +218,7 @@ def cmd_data_speech(args: argparse.Namespace) -> None:
         sample_rate=args.sample_rate,
         resample=args.resample,
         short=args.short,
+        dynamic_range_db=args.dynamic_range,
         seed=args.seed,
         overwrite=args.overwrite,
         show_progress=True,

@@ -319,7 +319,9 @@ class _Plan:
     cfg: SpectrogramConfig
 
 
-def _plan(utterances: Iterable[Utterance], sample_rate: int | None) -> _Plan:
+def _plan(
+    utterances: Iterable[Utterance], sample_rate: int | None, dynamic_range_db: float | None
+) -> _Plan:
     utterances = sorted(utterances, key=lambda u: u.name)
     if not utterances:
         raise DataError("no utterances to build a speech data set from")
@@ -332,7 +334,8 @@ def _plan(utterances: Iterable[Utterance], sample_rate: int | None) -> _Plan:
         )
     rate = sample_rate or audio_rate(utterances[0].path)
     speakers = sorted({u.speaker for u in utterances})
-    return _Plan(utterances, speakers, SpectrogramConfig.for_rate(rate))
+    cfg = SpectrogramConfig.for_rate(rate, dynamic_range_db=dynamic_range_db)
+    return _Plan(utterances, speakers, cfg)
 
 
 def build_speech(
@@ -342,6 +345,7 @@ def build_speech(
     sample_rate: int | None = None,
     resample: bool = False,
     short: str = "pad",
+    dynamic_range_db: float | None = None,
     seed: int = 0,
     overwrite: bool = False,
     show_progress: bool = False,
@@ -351,10 +355,12 @@ def build_speech(
 
     The sample rate is ``sample_rate`` or that of the first file; other rates are refused
     unless ``resample``. ``short`` says what happens to utterances shorter than one
-    200 ms segment: ``pad`` with silence or ``drop``. Every file is read twice (first for
+    200 ms segment: ``pad`` with silence or ``drop``. ``dynamic_range_db`` measures each
+    utterance from its loudest bin and floors it that many dB below (see
+    :mod:`dsvae.audio`); None keeps absolute levels, as the paper does. Every file is read twice (first for
     the statistics, then to write), so memory stays small.
     """
-    plan = _plan(utterances, sample_rate)
+    plan = _plan(utterances, sample_rate, dynamic_range_db)
     out_dir = Path(out_dir)
     check_target(out_dir, overwrite, _MARKERS, "speech data set")
     counts, stats, dropped = _first_pass(plan, resample, short, show_progress)

@@ -23,6 +23,7 @@ from dsvae.audio import (
     SpectrumStats,
     griffin_lim,
     log_spectrogram,
+    match_level,
     read_audio,
     require,
     tile,
@@ -82,10 +83,25 @@ class SpeechModel:
         z = ops.encode(self.model, x).z  # (N, T, Z)
         return ops.decode(self.model, z, f.expand(len(source), -1)).numpy()
 
-    def to_audio(self, segments: np.ndarray, n: int, *, n_iter: int = 100, seed: int = 0):
-        """Normalised segments (N, T, D) -> log spectra (n, D) and Griffin-Lim audio."""
+    def to_audio(
+        self,
+        segments: np.ndarray,
+        n: int,
+        *,
+        n_iter: int = 100,
+        seed: int = 0,
+        like: np.ndarray | None = None,
+    ):
+        """Normalised segments (N, T, D) -> log spectra (n, D) and Griffin-Lim audio.
+
+        Spectra measured from each utterance's loudest bin (``cfg.dynamic_range_db``) carry
+        no level; the audio then takes the RMS level of ``like`` (the source recording).
+        """
         log_mag = self.stats.denormalise(segments.reshape(-1, segments.shape[-1])[:n])
-        return log_mag, griffin_lim(log_mag, self.cfg, n_iter=n_iter, seed=seed)
+        wave = griffin_lim(log_mag, self.cfg, n_iter=n_iter, seed=seed)
+        if self.cfg.relative and like is not None:
+            wave = match_level(wave, like)
+        return log_mag, wave
 
 
 def convert_pair(sm: SpeechModel, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
@@ -145,11 +161,12 @@ def convert_files(
     """``dsvae convert``: four WAVs (at each file's own rate) and the four-panel figure."""
     sm = SpeechModel.load(run, data_dir)
     out_dir = Path(out_dir)
-    _, rate_a, a, n_a = sm.read(source)
-    _, rate_b, b, n_b = sm.read(target)
+    audio_a, rate_a, a, n_a = sm.read(source)
+    audio_b, rate_b, b, n_b = sm.read(target)
     converted = convert_pair(sm, a, b)
     lengths = {"a_to_b": n_a, "a_recon": n_a, "b_to_a": n_b, "b_recon": n_b}
     rates = {"a_to_b": rate_a, "a_recon": rate_a, "b_to_a": rate_b, "b_recon": rate_b}
+    like = {"a_to_b": audio_a, "a_recon": audio_a, "b_to_a": audio_b, "b_recon": audio_b}
     names = {
         "a_to_b": "source_to_target",
         "b_to_a": "target_to_source",
@@ -158,7 +175,9 @@ def convert_files(
     }
     spectra, paths = {}, []
     for key, segments in converted.items():
-        spectra[key], wave = sm.to_audio(segments, lengths[key], n_iter=n_iter, seed=seed)
+        spectra[key], wave = sm.to_audio(
+            segments, lengths[key], n_iter=n_iter, seed=seed, like=like[key]
+        )
         paths.append(
             write_wav(out_dir / f"{names[key]}.wav", _at_rate(wave, sm.cfg, rates[key]), rates[key])
         )

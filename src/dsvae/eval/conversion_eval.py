@@ -145,7 +145,7 @@ def evaluate_conversion(
             a_audio, a, n_a, f0_src = load(src.path)
             _, b, _, f0_tgt = load(tgt.path)
             segs = convert_pair(sm, a, b)["a_to_b"]
-            log_mag, wave = sm.to_audio(segs, n_a, n_iter=n_iter, seed=seed)
+            log_mag, wave = sm.to_audio(segs, n_a, n_iter=n_iter, seed=seed, like=a_audio)
             again, _ = sm.analyse(wave)
             f_conv = sm.f_of(again)
             f0_conv = median_f0(wave, sm.cfg.sample_rate)
