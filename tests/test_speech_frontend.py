@@ -58,7 +58,9 @@ def test_dynamic_range_measures_from_the_loudest_bin():
     short = audio.segment(loud[:14], cfg, "pad")
     np.testing.assert_allclose(short.frames[0, 14:], cfg.silence)
     assert audio.SpectrogramConfig.from_dict(cfg.to_dict()) == cfg
-    assert audio.SpectrogramConfig.from_dict({**cfg.to_dict(), "dynamic_range_db": None}) == absolute
+    assert (
+        audio.SpectrogramConfig.from_dict({**cfg.to_dict(), "dynamic_range_db": None}) == absolute
+    )
     with pytest.raises(DataError, match="dynamic range"):
         audio.SpectrogramConfig.for_rate(8000, dynamic_range_db=-3.0)
 
