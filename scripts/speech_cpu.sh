@@ -10,6 +10,8 @@
 #
 # FSDD, ALLISON: the source folders (default ../shared/data/fsdd and ../shared/data/allison);
 # DATA (default data/speech), RUNS (default runs/speech), OUT (default eval/speech); SEED;
+# DYNAMIC_RANGE: build the data with --dynamic-range DB (default: absolute levels, as the
+# paper); give it its own DATA, RUNS and OUT;
 # EXTRA_SET: more config overrides for every run, e.g. "train.max_steps=20" for a smoke test.
 # Everything written is derived from CC BY-SA audio: keep it out of the repository.
 set -euo pipefail
@@ -24,9 +26,13 @@ THREADS=${THREADS:-1}
 DSVAE=${DSVAE:-dsvae}
 EXTRA_SET=${EXTRA_SET:-}
 CONFIGS=${CONFIGS:-speech-f16-factorised speech-f64-factorised speech-f16-full speech-f64-full}
+DYNAMIC_RANGE=${DYNAMIC_RANGE:-}
+data_args=()
+[ -z "$DYNAMIC_RANGE" ] || data_args=(--dynamic-range "$DYNAMIC_RANGE")
 
 start=$(date +%s)
-[ -f "$DATA/train/meta.json" ] || $DSVAE data speech --fsdd "$FSDD" --allison "$ALLISON" --out "$DATA" --seed "$SEED"
+[ -f "$DATA/train/meta.json" ] || $DSVAE data speech --fsdd "$FSDD" --allison "$ALLISON" \
+  --out "$DATA" --seed "$SEED" "${data_args[@]}"
 mkdir -p "$RUNS"
 
 train_one() {  # config
