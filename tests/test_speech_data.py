@@ -188,3 +188,29 @@ def test_real_fsdd_and_allison_listing():
         assert len(allison) == 558 and sorted(u.digit for u in allison if u.digit >= 0) == list(
             range(10)
         )
+
+
+def test_speaker_levels_find_each_recording_background(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "voices"
+    for name, noise in (("alice", 1e-3), ("bob", 1e-2)):  # bob's room is 20 dB noisier
+        for k in range(3):
+            x = np.concatenate([np.zeros(2000), tone(PITCH[name], 0.4), np.zeros(2000)])
+            write(root / f"{name}_{k}.wav", x + noise * rng.standard_normal(len(x)))
+    utts, _ = speech.folder_utterances(root, speaker_regex=r"^([a-z]+)_", holdout=0)
+    speech.build_speech(utts, tmp_path / "d")
+    rows = {r["speaker"]: r for r in speech.speaker_levels(tmp_path / "d" / "train")}
+    assert rows["alice"]["utterances"] == rows["bob"]["utterances"] == 3
+    gap = rows["bob"]["background"] - rows["alice"]["background"]
+    assert gap == pytest.approx(np.log(10), abs=0.3)  # 20 dB of magnitude = ln 10 nats
+    assert rows["alice"]["span"] - rows["bob"]["span"] == pytest.approx(np.log(10), abs=0.3)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "speech_levels.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "d" / "train")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| alice | 3 |" in done.stdout and "| bob | 3 |" in done.stdout

@@ -456,3 +456,46 @@ def spectrogram_settings(meta: dict[str, Any]):
         )
     spec = meta["spectrogram"]
     return SpectrogramConfig.from_dict(spec), SpectrumStats.from_dict(spec)
+
+
+def speaker_levels(data_dir: str | os.PathLike, quiet: float = 0.1) -> list[dict[str, Any]]:
+    """Recording level and background of each speaker in one split of a speech data set.
+
+    ``background`` is the mean log magnitude (nats, averaged over the bins) of the speaker's
+    quietest ``quiet`` fraction of frames; ``span`` is, per utterance, its loudest bin less
+    its own background, averaged over the speaker's utterances. Padding frames are left
+    out. On corpora where each speaker was recorded in one place, the background alone can
+    tell the speakers apart (see ``--dynamic-range``).
+    """
+    from dsvae.data import SequenceDataset
+
+    ds = SequenceDataset(data_dir)
+    _, stats = spectrogram_settings(ds.meta)
+    frames = stats.denormalise(np.asarray(ds.frames))  # (N, T, D) log magnitudes
+    lab = ds.labels
+    t = frames.shape[1]
+    speech_frame = np.arange(t)[None, :] < (t - lab["padded"])[:, None]  # (N, T)
+    energy = frames.mean(-1)  # (N, T)
+
+    def background(rows: np.ndarray) -> float:
+        e = energy[rows][speech_frame[rows]]
+        return float(e[e <= np.quantile(e, quiet)].mean())
+
+    out = []
+    for s, name in enumerate(ds.meta["speakers"]):
+        mine = lab["speaker"] == s
+        if not mine.any():
+            continue
+        spans = [
+            float(frames[lab["utterance"] == u].max()) - background(lab["utterance"] == u)
+            for u in np.unique(lab["utterance"][mine])
+        ]
+        out.append(
+            {
+                "speaker": name,
+                "utterances": len(spans),
+                "background": background(mine),
+                "span": float(np.mean(spans)),
+            }
+        )
+    return out
