@@ -21,11 +21,11 @@ finite.
 ``dynamic_range_db`` (off by default, as in the paper) measures each utterance's log
 magnitudes from its own loudest bin and floors them ``dynamic_range_db`` dB below it, like
 ``librosa.amplitude_to_db(ref=np.max, top_db=...)``. Recording level and background noise
-below that floor then say nothing about who recorded the utterance: on corpora where each
-speaker was recorded in one place (FSDD, Allison), the channel otherwise identifies the
-speaker, and a static latent learns the channel instead of the voice. Converted audio takes
-its level from the source recording. One global mean and standard deviation per bin, taken over the training frames,
-is stored with the data set (:class:`SpectrumStats`) so that spectra can be turned back
+below that floor then say nothing about who recorded the utterance; on corpora where each
+speaker was recorded in one place (FSDD, Allison) the channel otherwise identifies the
+speaker. Converted audio takes its level from the source recording.
+
+One global mean and standard deviation per bin, taken over the training frames, is stored with the data set (:class:`SpectrumStats`) so that spectra can be turned back
 into sound with :func:`griffin_lim`.
 
 Audio is read with soundfile (WAV, and NIST SPHERE for TIMIT); resampling uses librosa.
@@ -111,7 +111,7 @@ class SpectrogramConfig:
     @property
     def silence(self) -> float:
         """The log magnitude of silence: the floor, used to pad short utterances."""
-        if self.dynamic_range_db is not None:
+        if self.relative:
             return -self.dynamic_range_db * np.log(10.0) / 20.0
         return float(np.log(self.log_floor))
 

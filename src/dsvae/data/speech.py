@@ -357,8 +357,8 @@ def build_speech(
     unless ``resample``. ``short`` says what happens to utterances shorter than one
     200 ms segment: ``pad`` with silence or ``drop``. ``dynamic_range_db`` measures each
     utterance from its loudest bin and floors it that many dB below (see
-    :mod:`dsvae.audio`); None keeps absolute levels, as the paper does. Every file is read twice (first for
-    the statistics, then to write), so memory stays small.
+    :mod:`dsvae.audio`); None keeps absolute levels, as the paper does. Every file is read
+    twice (first for the statistics, then to write), so memory stays small.
     """
     plan = _plan(utterances, sample_rate, dynamic_range_db)
     out_dir = Path(out_dir)
@@ -486,10 +486,10 @@ def speaker_levels(data_dir: str | os.PathLike, quiet: float = 0.1) -> list[dict
         mine = lab["speaker"] == s
         if not mine.any():
             continue
-        spans = [
-            float(frames[lab["utterance"] == u].max()) - background(lab["utterance"] == u)
-            for u in np.unique(lab["utterance"][mine])
-        ]
+        spans = []
+        for u in np.unique(lab["utterance"][mine]):
+            one = lab["utterance"] == u
+            spans.append(float(frames[one].max()) - background(one))
         out.append(
             {
                 "speaker": name,
