@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -193,3 +194,20 @@ def test_a_failing_picture_does_not_end_training(ball_dir, tmp_path, monkeypatch
     with pytest.warns(UserWarning, match="no pictures today"):
         result = train(config, ball_dir, tmp_path / "run")
     assert result.global_step == 10
+
+
+def test_mi_weight_adds_the_penalty_and_logs_it(ball_dir, tmp_path):
+    """train.mi_weight > 0: the loss is -ELBO + weight * max(I, 0), logged per step."""
+    train(tiny_config("train.max_epochs=1", "train.mi_weight=3.0"), ball_dir, tmp_path / "mi")
+    rows = _rows(tmp_path / "mi" / "metrics.csv")
+    steps = [r for r in rows if r["train/loss"]]
+    assert steps and all(r["val/mi"] == "" for r in steps)
+    for r in steps:
+        mi = float(r["train/mi"])
+        expected = -float(r["train/elbo"]) + 3.0 * max(mi, 0.0)
+        assert float(r["train/loss"]) == pytest.approx(expected, rel=1e-5, abs=1e-3)
+    val = [r for r in rows if r["val/elbo"]]
+    assert len(val) == 1 and -0.5 < float(val[0]["val/mi"]) < math.log(16) + 1e-3
+    # without the penalty there is no MI column, as before
+    train(tiny_config("train.max_epochs=1"), ball_dir, tmp_path / "plain")
+    assert "train/mi" not in _rows(tmp_path / "plain" / "metrics.csv")[0]

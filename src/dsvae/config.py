@@ -157,6 +157,15 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and run settings (Adam, as in the paper).
 
+    ``beta_f`` and ``beta_z`` weight the two KL terms (1 and 1: Eq. 2), after a linear
+    warm-up over ``kl_warmup_steps``. ``mi_weight`` > 0 adds that multiple of a minibatch
+    estimate of I(f; z_1:T) to the loss (later work's penalty, see
+    :mod:`dsvae.model.information`); 0 is the paper's objective. ``contrast_weight`` > 0
+    adds that multiple of a contrastive loss between E_q[z_1:T] of each sequence and of an
+    augmented copy (``contrast_augment``: ``pitch`` shifts speech spectra by up to
+    ``pitch_max_factor``, ``channels`` permutes RGB channels, ``auto`` picks by the
+    data; C-DSVAE's idea), with cosine similarities over ``contrast_temperature``.
+
     ``pictures_every_n_epochs`` > 0 draws reconstructions and samples into the run
     folder's ``pictures/`` while training; 0 turns it off.
 
@@ -180,6 +189,11 @@ class TrainConfig:
     val_fraction: float = 0.05
     beta_f: float = 1.0
     beta_z: float = 1.0
+    mi_weight: float = 0.0
+    contrast_weight: float = 0.0
+    contrast_augment: str = "auto"
+    contrast_temperature: float = 0.5
+    pitch_max_factor: float = 1.8
     kl_warmup_steps: int = 0
     grad_clip: float | None = None
     num_workers: int = 0
@@ -206,10 +220,25 @@ class TrainConfig:
             raise ConfigError(f"train.max_steps must be -1 (no limit) or > 0, got {self.max_steps}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"train.val_fraction must be in [0, 1), got {self.val_fraction}")
-        for name in ("beta_f", "beta_z", "kl_warmup_steps", "num_workers"):
+        for name in (
+            "beta_f",
+            "beta_z",
+            "mi_weight",
+            "contrast_weight",
+            "kl_warmup_steps",
+            "num_workers",
+        ):
             _check_positive(f"train.{name}", getattr(self, name), allow_zero=True)
         if self.max_time_minutes is not None:
             _check_positive("train.max_time_minutes", self.max_time_minutes)
+        _check_positive("train.contrast_temperature", self.contrast_temperature)
+        if self.pitch_max_factor < 1.0:
+            raise ConfigError(f"train.pitch_max_factor must be >= 1, got {self.pitch_max_factor}")
+        if self.contrast_augment not in ("auto", "pitch", "channels"):
+            raise ConfigError(
+                f"train.contrast_augment must be one of ['auto', 'pitch', 'channels'], "
+                f"got {self.contrast_augment!r}"
+            )
         if self.grad_clip is not None:
             _check_positive("train.grad_clip", self.grad_clip)
         _check_positive("train.checkpoint_every_n_epochs", self.checkpoint_every_n_epochs)

@@ -12,24 +12,59 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler, Subset
 
+from dsvae.augment import Augmentation, build_augmentation
 from dsvae.config import ExperimentConfig, TrainConfig
 from dsvae.data import SequenceDataset, prepare_frames, split_indices
-from dsvae.errors import DsvaeError
-from dsvae.model import build_model
+from dsvae.errors import ConfigError, DsvaeError
+from dsvae.model import DSVAEOutput, build_model
+from dsvae.model.information import info_nce, mi_penalty
 from dsvae.train.csv_log import RunCSVLogger
 
 TERMS = ("loss", "elbo", "recon", "kl_f", "kl_z")
 METRICS = tuple(f"train/{t}" for t in TERMS) + tuple(f"val/{t}" for t in TERMS[1:])
 
 
+def metric_names(cfg: TrainConfig) -> tuple[str, ...]:
+    """The columns of a run's metrics.csv under this training config."""
+    extra = [
+        name
+        for name, weight in (("mi", cfg.mi_weight), ("contrast", cfg.contrast_weight))
+        if weight > 0
+    ]
+    return METRICS + tuple(f"{stage}/{name}" for name in extra for stage in ("train", "val"))
+
+
 class NonFiniteLossError(DsvaeError):
     """Training produced a NaN or infinite loss (raised by ``NonFiniteLossGuard``)."""
+
+
+def check_objective(
+    config: ExperimentConfig, dataset: SequenceDataset | None = None
+) -> Augmentation | None:
+    """Check that the model and data suit the loss terms the config asks for.
+
+    Returns the augmentation that ``train.contrast_weight`` > 0 needs (built for
+    ``dataset``), else None; raises :class:`ConfigError` with what to change.
+    """
+    cfg = config.train
+    if cfg.contrast_weight <= 0:
+        return None
+    if config.model.dynamics != "stochastic":
+        raise ConfigError(
+            "train.contrast_weight needs the stochastic dynamics (model.dynamics=stochastic): "
+            "the contrast is between per-frame posteriors q(z_t | ...)"
+        )
+    if dataset is None:
+        return None
+    return build_augmentation(
+        cfg.contrast_augment, dataset.frame_shape, dataset.meta, cfg.pitch_max_factor
+    )
 
 
 class DSVAEModule(pl.LightningModule):
     """Trains a :class:`DSVAE` by maximising the ELBO (Eq. 2) with Adam."""
 
-    def __init__(self, config: ExperimentConfig) -> None:
+    def __init__(self, config: ExperimentConfig, augment: Augmentation | None = None) -> None:
         super().__init__()
         self.config = config
         self.model = build_model(config.model)
@@ -38,6 +73,9 @@ class DSVAEModule(pl.LightningModule):
         # (kept out of the module tree so that checkpoints hold self.model's keys only)
         object.__setattr__(self, "step_model", self.model)
         self.device_frames: torch.Tensor | None = None
+        # the augmentation of train.contrast_weight; built from the data when fitting starts
+        self.augment = augment
+        check_objective(config)
 
     @property
     def train_cfg(self) -> TrainConfig:
@@ -61,6 +99,34 @@ class DSVAEModule(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if isinstance(datamodule, SequenceDataModule) and datamodule.on_device:
             self.device_frames = datamodule.train_frames().to(self.device)
+        if self.train_cfg.contrast_weight > 0 and self.augment is None:
+            if not isinstance(datamodule, SequenceDataModule):
+                raise ConfigError(
+                    "train.contrast_weight needs a dsvae data set (SequenceDataModule)"
+                )
+            self.augment = check_objective(self.config, datamodule.dataset)
+
+    def extra_terms(
+        self, x: torch.Tensor, out: DSVAEOutput, generator: torch.Generator | None = None
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The terms beyond the ELBO that the config asks for, and their weighted sum."""
+        cfg, terms = self.train_cfg, {}
+        total = x.new_zeros(())
+        if cfg.mi_weight > 0:
+            penalty, terms["mi"] = mi_penalty(out.q_f, out.f, out.q_z, out.z)
+            total = total + cfg.mi_weight * penalty
+        if cfg.contrast_weight > 0:
+            if self.augment is None:
+                raise ConfigError("the contrastive augmentation is set up when training starts")
+            x_aug = self.augment(x, generator)
+            features = self.model.encode_features(x_aug)
+            q_f = self.model.posterior_f(features)
+            mu_aug = self.model.posterior_z(features, q_f.mean).mean
+            terms["contrast"] = info_nce(
+                out.q_z.mean.flatten(1), mu_aug.flatten(1), cfg.contrast_temperature
+            )
+            total = total + cfg.contrast_weight * terms["contrast"]
+        return terms, total
 
     def kl_weight(self) -> float:
         """Linear KL warm-up from 0 to 1 over ``kl_warmup_steps`` (1 when 0: the plain ELBO)."""
@@ -71,19 +137,25 @@ class DSVAEModule(pl.LightningModule):
         if self.device_frames is not None:  # data_on_device: the batch holds indices
             batch = self.device_frames[batch]
         # (B, T, ...) uint8 -> float, converted on the device
-        out = self.step_model(prepare_frames(batch, self.channels_last))
+        x = prepare_frames(batch, self.channels_last)
+        out = self.step_model(x)
         w = self.kl_weight()
         loss = self.model.loss(out, w * self.train_cfg.beta_f, w * self.train_cfg.beta_z)
+        extra, penalty = self.extra_terms(x, out)
+        loss = loss + penalty
+        terms = {"loss": loss, **out.terms, **extra}
         # a NaN or infinite loss is caught by callbacks.NonFiniteLossGuard
-        self._log_terms("train", {"loss": loss, **out.terms}, batch.shape[0], on_step=True)
+        self._log_terms("train", terms, batch.shape[0], on_step=True)
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         # a fixed generator per batch: the same noise every epoch, and the global
         # random state (which training uses) is left untouched
         gen = torch.Generator(self.device).manual_seed(self.train_cfg.seed + batch_idx)
-        out = self.model(prepare_frames(batch, self.channels_last), generator=gen)
-        self._log_terms("val", out.terms, batch.shape[0], on_step=False)
+        x = prepare_frames(batch, self.channels_last)
+        out = self.model(x, generator=gen)
+        extra, _ = self.extra_terms(x, out, gen)
+        self._log_terms("val", {**out.terms, **extra}, batch.shape[0], on_step=False)
 
     def _log_terms(self, stage: str, terms: dict, batch_size: int, on_step: bool) -> None:
         for name, value in terms.items():

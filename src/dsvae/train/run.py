@@ -33,7 +33,13 @@ from dsvae.model import DSVAE, save_model
 from dsvae.train.callbacks import NonFiniteLossGuard, PicturesCallback
 from dsvae.train.checkpoint_io import AtomicCheckpointIO
 from dsvae.train.csv_log import RunCSVLogger
-from dsvae.train.module import METRICS, DSVAEModule, NonFiniteLossError, SequenceDataModule
+from dsvae.train.module import (
+    DSVAEModule,
+    NonFiniteLossError,
+    SequenceDataModule,
+    check_objective,
+    metric_names,
+)
 
 CONFIG_FILE = "config.yaml"
 LAST_CHECKPOINT = "last.ckpt"
@@ -159,7 +165,7 @@ def build_trainer(
         max_time=max_time,
         gradient_clip_val=cfg.grad_clip,
         log_every_n_steps=cfg.log_every_n_steps,
-        logger=RunCSVLogger(run_dir, METRICS),
+        logger=RunCSVLogger(run_dir, metric_names(cfg)),
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=cfg.progress_bar,
@@ -195,10 +201,11 @@ def train(
     data = SequenceDataModule(str(data_dir), config.train)
     check_finite_frames(data.dataset)
     resolve_frame_shape(config, data.dataset.frame_shape)
+    augment = check_objective(config, data.dataset)  # before anything is written
     if zero:
         config = prepare_run_dir(run_dir, config, resume)
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
-    module = DSVAEModule(config)
+    module = DSVAEModule(config, augment)
     trainer = build_trainer(config, run_dir, callbacks)
     ckpt = resume_checkpoint(run_dir) if resume else None
     start = time.perf_counter()

@@ -1,0 +1,171 @@
+"""Augmentations for contrastive training of z, the InfoNCE loss, and train.contrast_weight."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dsvae.augment import ChannelPermutation, PitchShift, build_augmentation
+from dsvae.config import TrainConfig, load_config
+from dsvae.data import write_dataset
+from dsvae.errors import ConfigError
+from dsvae.model.information import info_nce
+
+D, BIN_HZ = 200, 20.0
+
+
+def _stats(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(D, generator=g) - 3.0, torch.rand(D, generator=g) + 0.5
+
+
+def _voiced(f0: float, frames: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log spectra: a smooth envelope (two formant bumps) plus a harmonic comb at f0."""
+    hz = torch.arange(D) * BIN_HZ
+    envelope = 1.5 * torch.exp(-(((hz - 700) / 300) ** 2)) + torch.exp(-(((hz - 2200) / 400) ** 2))
+    comb = torch.cos(2 * math.pi * hz / f0)
+    return (envelope + comb).expand(frames, D), envelope
+
+
+def _comb_period_hz(fine: torch.Tensor) -> float:
+    """The strongest period of the fine structure along frequency, in Hz (pitch)."""
+    spectrum = torch.fft.rfft(fine - fine.mean(), n=8 * D).abs()
+    k = int(spectrum[4:].argmax()) + 4  # skip what is left of the envelope
+    return 8 * D * BIN_HZ / k
+
+
+@pytest.mark.parametrize("factor", [0.6, 1.5, 1.8])
+def test_pitch_shift_moves_the_harmonics_and_keeps_the_envelope(factor):
+    mean, std = _stats()
+    shift = PitchShift(mean, std, BIN_HZ, max_factor=2.0)
+    log_spec, envelope = _voiced(120.0)
+    x = ((log_spec - mean) / std).unsqueeze(0)  # (1, T, D), normalised like a data set
+    y = shift(x, factor=torch.tensor([factor]))
+    out = y[0] * std + mean
+    assert out.shape == log_spec.shape and torch.isfinite(out).all()
+    fine = out[0] - shift.envelope(out[:1])[0]
+    assert _comb_period_hz(fine) == pytest.approx(120.0 * factor, rel=0.05)
+    # the formants stay: the smoothed spectrum hardly moves, away from the top edge
+    before, after = shift.envelope(log_spec[:1])[0], shift.envelope(out[:1])[0]
+    assert (after - before)[10:150].abs().max() < 0.15
+    assert (after - envelope)[10:150].abs().max() < 0.3
+
+
+def test_pitch_shift_identity_draws_and_one_factor_per_sequence():
+    mean, std = _stats(1)
+    shift = PitchShift(mean, std, BIN_HZ, max_factor=1.8)
+    frame = (_voiced(150.0, frames=1)[0] - mean) / std
+    x = frame.expand(4, 5, D).clone()
+    torch.testing.assert_close(shift(x, factor=torch.ones(4)), x, atol=1e-5, rtol=0)
+    y1 = shift(x, torch.Generator().manual_seed(3))
+    y2 = shift(x, torch.Generator().manual_seed(3))
+    assert torch.equal(y1, y2)  # the generator decides
+    assert torch.allclose(y1, y1[:, :1].expand_as(y1))  # every frame of a sequence alike
+    assert not torch.allclose(y1[0], y1[1])  # sequences drawn apart
+    periods = [
+        _comb_period_hz(s[0] * std + mean - shift.envelope(s[:1] * std + mean)[0]) for s in y1
+    ]
+    assert all(150 / 1.8 * 0.95 <= p <= 150 * 1.8 * 1.05 for p in periods), periods
+
+
+def test_channel_permutation():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 4, 3, 5, 5, generator=g)
+    y = ChannelPermutation()(x, torch.Generator().manual_seed(1))
+    assert torch.equal(y, ChannelPermutation()(x, torch.Generator().manual_seed(1)))
+    for b in range(6):
+        perm = [next(c for c in range(3) if torch.equal(y[b, 0, k], x[b, 0, c])) for k in range(3)]
+        assert sorted(perm) == [0, 1, 2]
+        assert torch.equal(y[b], x[b][:, perm])  # the same permutation at every step
+    with pytest.raises(ConfigError, match="needs \\(B, T, C, H, W\\) video"):
+        ChannelPermutation()(torch.zeros(2, 3, 10))
+
+
+def test_build_augmentation_picks_by_data():
+    mean, std = _stats()
+    speech_meta = {
+        "spectrogram": {
+            "mean": mean.tolist(),
+            "std": std.tolist(),
+            "sample_rate": 8000,
+            "n_fft": 400,
+        }
+    }
+    pitch = build_augmentation("auto", (D,), speech_meta, pitch_max_factor=1.3)
+    assert isinstance(pitch, PitchShift) and pitch.log_max == pytest.approx(math.log(1.3))
+    assert isinstance(build_augmentation("auto", (3, 8, 8), {}), ChannelPermutation)
+    with pytest.raises(ConfigError, match="knows speech spectra"):
+        build_augmentation("auto", (1, 16, 16), {})
+    with pytest.raises(ConfigError, match="needs RGB frames"):
+        build_augmentation("channels", (D,), speech_meta)
+    with pytest.raises(ConfigError, match="built by `dsvae data speech`"):
+        build_augmentation("pitch", (20,), {})
+    with pytest.raises(ConfigError, match="contrast_augment must be one of"):
+        TrainConfig(contrast_augment="blur")
+    with pytest.raises(ConfigError, match="pitch_max_factor must be >= 1"):
+        TrainConfig(pitch_max_factor=0.5)
+
+
+def test_info_nce_known_answers():
+    eye = torch.eye(8)
+    assert info_nce(eye, eye, temperature=0.01).item() < 1e-6  # every row finds its partner
+    same = torch.ones(8, 4)
+    assert info_nce(same, same).item() == pytest.approx(math.log(8), abs=1e-6)  # no information
+    assert info_nce(eye, eye.roll(1, 0), temperature=0.01).item() > 50  # partners swapped
+    with pytest.raises(ValueError, match="two \\(B, D\\) tensors"):
+        info_nce(torch.zeros(4, 3), torch.zeros(4, 2))
+
+
+@pytest.fixture(scope="module")
+def rgb_dir(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(40, 4, 16, 16, 3), dtype=np.uint8)
+    meta = {"name": "rgb", "source": "random", "seed": 0, "licence": "none"}
+    return write_dataset(tmp_path_factory.mktemp("rgb") / "d", frames, {}, meta)
+
+
+def test_contrast_weight_trains_with_the_channel_permutation(rgb_dir, tmp_path):
+    from dsvae.train import train
+    from tiny import TINY_MODEL, TINY_TRAIN
+
+    overrides = [
+        *TINY_MODEL,
+        *TINY_TRAIN,
+        "train.max_epochs=1",
+        "train.contrast_weight=2.0",
+        "train.val_fraction=0.2",
+    ]
+    train(load_config("configs/quickstart.yaml", overrides), rgb_dir, tmp_path / "run")
+    with open(tmp_path / "run" / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    steps = [r for r in rows if r["train/loss"]]
+    for r in steps:
+        expected = -float(r["train/elbo"]) + 2.0 * float(r["train/contrast"])
+        assert float(r["train/loss"]) == pytest.approx(expected, rel=1e-5, abs=1e-3)
+        assert 0.0 <= float(r["train/contrast"]) <= math.log(16) + 1e-4
+    assert [r["val/contrast"] != "" for r in rows if r["val/elbo"]] == [True]
+
+
+def test_contrast_weight_refuses_what_it_cannot_augment(tmp_path):
+    from dsvae.data import make_bouncing_ball_dataset
+    from dsvae.train import train
+    from dsvae.train.module import DSVAEModule
+    from tiny import TINY_MODEL, TINY_TRAIN
+
+    ball = make_bouncing_ball_dataset(tmp_path / "ball", n=20, length=4, size=16, seed=0)
+    config = load_config(
+        "configs/quickstart.yaml",
+        [*TINY_MODEL, *TINY_TRAIN, "train.max_steps=1", "train.contrast_weight=1"],
+    )
+    with pytest.raises(ConfigError, match="knows speech spectra .* and RGB video"):
+        train(config, ball, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    baseline = load_config(
+        None, ["model.dynamics=lstm-f", "model.frame_shape=[1,16,16]", "train.contrast_weight=1"]
+    )
+    with pytest.raises(ConfigError, match="needs the stochastic dynamics"):
+        DSVAEModule(baseline)
