@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,3 +170,34 @@ def test_contrast_weight_refuses_what_it_cannot_augment(tmp_path):
     )
     with pytest.raises(ConfigError, match="needs the stochastic dynamics"):
         DSVAEModule(baseline)
+
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+@pytest.mark.skipif(
+    not (SHARED / "fsdd" / "recordings").is_dir() or not (SHARED / "allison" / "digits").is_dir(),
+    reason="FSDD and Allison are not in ../shared/data",
+)
+@pytest.mark.parametrize(
+    "clip", ["fsdd/recordings/3_george_0.wav", "allison/digits/7.wav"], ids=["male", "female"]
+)
+def test_pitch_shift_moves_the_pitch_of_real_speech(clip):
+    """Shifted spectra of a real recording, heard through Griffin-Lim, change f0 by the factor."""
+    pytest.importorskip(
+        "librosa", reason="speech needs the audio extra: pip install 'dsvae[audio]'"
+    )
+    from dsvae.audio import SpectrogramConfig, griffin_lim, log_spectrogram, read_audio
+    from dsvae.eval.conversion_eval import median_f0
+
+    cfg = SpectrogramConfig.for_rate(8000)
+    audio, rate = read_audio(SHARED / clip, 8000)
+    log_spec = log_spectrogram(audio, cfg)
+    mean, std = log_spec.mean(0), log_spec.std(0) + 0.1  # any per-bin normalisation will do
+    shift = PitchShift(mean, std, cfg.sample_rate / cfg.n_fft, max_factor=2.0)
+    x = torch.from_numpy((log_spec - mean) / std).unsqueeze(0)
+    base = median_f0(griffin_lim(log_spec, cfg, n_iter=60), rate)
+    for factor in (0.7, 1.5):
+        shifted = shift(x, factor=torch.tensor([factor]))[0].numpy() * std + mean
+        ratio = median_f0(griffin_lim(shifted, cfg, n_iter=60), rate) / base
+        assert ratio == pytest.approx(factor, rel=0.1), (clip, factor, ratio)

@@ -112,3 +112,36 @@ def test_bad_input():
         )
     with pytest.raises(ConfigError, match="train.mi_weight must be >= 0"):
         TrainConfig(mi_weight=-1.0)
+
+
+def test_mi_estimate_script(tmp_path):
+    """scripts/mi_estimate.py reports the estimate of a saved model and its log B ceiling."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from dsvae.config import load_config
+    from dsvae.data import make_bouncing_ball_dataset
+    from dsvae.model import save_model
+    from tiny import TINY_MODEL
+
+    data = make_bouncing_ball_dataset(tmp_path / "ball", n=12, length=4, size=16, seed=0)
+    config = load_config("configs/quickstart.yaml", [*TINY_MODEL, "model.frame_shape=[1,16,16]"])
+    torch.manual_seed(0)
+    save_model(build_model(config.model), tmp_path / "run" / "model")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "mi_estimate.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "run"), str(data), "--batches", "3"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    found = re.search(
+        r"estimate: (-?[\d.]+) nats .* 3 batches of 12\); ceiling log B = ([\d.]+)", done.stdout
+    )
+    assert found, done.stdout
+    value, ceiling = map(float, found.groups())
+    assert ceiling == pytest.approx(math.log(12), abs=1e-3) and -0.5 < value <= ceiling + 1e-3
