@@ -62,7 +62,11 @@ def check_objective(
 
 
 class DSVAEModule(pl.LightningModule):
-    """Trains a :class:`DSVAE` by maximising the ELBO (Eq. 2) with Adam."""
+    """Trains a :class:`DSVAE` by maximising the ELBO (Eq. 2) with Adam.
+
+    The config can weight the KL terms and add the terms of :meth:`extra_terms`
+    (``train.mi_weight``, ``train.contrast_weight``); by default the loss is -ELBO.
+    """
 
     def __init__(self, config: ExperimentConfig, augment: Augmentation | None = None) -> None:
         super().__init__()
