@@ -137,10 +137,18 @@ def test_evaluate_conversion_measures_every_pair(tmp_path):
         tmp_path / "run", tmp_path / "data", fsdd, tmp_path / "allison", tmp_path / "e", n_iter=3
     )
     m2f, f2m = report["summary"]["male->female"], report["summary"]["female->male"]
+    direction = lambda s: "male->female" if s is m2f else "female->male"  # noqa: E731
     assert m2f["pairs"] == f2m["pairs"] == 10
     assert m2f["median_f0_source"] == pytest.approx(110, rel=0.03)  # bob's tone
     assert m2f["median_f0_target"] == pytest.approx(220, rel=0.03)  # the "female" tone
     assert f2m["median_f0_source"] == pytest.approx(220, rel=0.03)
+    for s in (m2f, f2m):  # the share of pairs shifted at least half the gap, from the pairs
+        shifts = [r["f0_shift"] for r in report["pairs"] if r["direction"] == direction(s)]
+        known = [x for x in shifts if x is not None]
+        assert s["moved_half_gap"] == (
+            pytest.approx(sum(x >= 0.5 for x in known) / len(known)) if known else None
+        )
+    assert "pairs shifted >= 0.5" in report["markdown"]
     for r in report["pairs"]:  # the target always says the next digit
         said = r["target"][-1] if r["target"].startswith("allison/") else r["target"][5]
         assert int(said) == (r["digit"] + 1) % 10, r

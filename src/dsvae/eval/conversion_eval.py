@@ -200,6 +200,7 @@ def _summarise(rows: list[dict]) -> dict[str, dict[str, float]]:
             "median_f0_target": _median([r["f0_target"] for r in rs]),
             "median_f0_converted": _median([r["f0_converted"] for r in rs]),
             "voiced_conversions": sum(r["f0_converted"] is not None for r in rs),
+            "moved_half_gap": _fraction_at_least([r["f0_shift"] for r in rs], 0.5),
             "digit_accuracy": float(np.mean([r["predicted_digit"] == r["digit"] for r in rs])),
             "source_digit_accuracy": float(
                 np.mean([r["source_digit_predicted"] == r["digit"] for r in rs])
@@ -209,6 +210,13 @@ def _summarise(rows: list[dict]) -> dict[str, dict[str, float]]:
             ),
         }
     return out
+
+
+def _fraction_at_least(values: list[float | None], threshold: float) -> float | None:
+    """Fraction of the known values that reach ``threshold``; None if there are none."""
+    v = np.asarray([np.nan if x is None else x for x in values], float)
+    v = v[np.isfinite(v)]
+    return float(np.mean(v >= threshold)) if v.size else None
 
 
 def _finite(value: float) -> float | None:
@@ -231,16 +239,19 @@ def conversion_markdown(summary: dict, run) -> str:
     lines = [
         f"# Voice conversion measured (run `{run}`)",
         "",
-        "| direction | pairs | median f0 source / target / converted (Hz) | f0 shift | digit "
-        "recognised (converted) | digit recognised (source) | closer to target speaker |",
-        "|---|---|---|---|---|---|---|",
+        "| direction | pairs | median f0 source / target / converted (Hz) | f0 shift | pairs "
+        "shifted >= 0.5 | digit recognised (converted) | digit recognised (source) | closer to "
+        "target speaker |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for direction, s in summary.items():
         shift = "n/a" if s["median_f0_shift"] is None else f"{s['median_f0_shift']:.2f}"
+        moved = "n/a" if s["moved_half_gap"] is None else f"{100 * s['moved_half_gap']:.0f}%"
         lines.append(
             f"| {direction} | {s['pairs']} ({s['voiced_conversions']} voiced) | "
             f"{_hz(s['median_f0_source'])} / {_hz(s['median_f0_target'])}"
-            f" / {_hz(s['median_f0_converted'])} | {shift} | {100 * s['digit_accuracy']:.1f}% | "
+            f" / {_hz(s['median_f0_converted'])} | {shift} | {moved} | "
+            f"{100 * s['digit_accuracy']:.1f}% | "
             f"{100 * s['source_digit_accuracy']:.1f}% | {100 * s['closer_to_target']:.1f}% |"
         )
     return "\n".join(lines)
