@@ -129,7 +129,10 @@ def _train_parser(sub) -> None:
         "checkpoints/ (resume with --resume) and the final model/ (config.json + model.safetensors). "
         "CONFIG is a YAML path or the name of a shipped config (e.g. quickstart).",
         "examples:\n  dsvae train configs/quickstart.yaml --data data/ball --out runs/ball\n"
-        "  dsvae train quickstart --data data/ball --out runs/ball --set train.max_epochs=50 --resume",
+        "  dsvae train quickstart --data data/ball --out runs/ball --set train.max_epochs=50 --resume\n"
+        "  # beyond Eq. 2: C-DSVAE's contrastive term on z (pitch shift for speech spectra)\n"
+        "  dsvae train speech-f16-full --data data/speech/train --out runs/ct "
+        "--set train.contrast_weight=100 --set train.contrast_temperature=0.1",
     )
     p.add_argument("config", help="YAML config file or shipped config name")
     p.add_argument("--data", type=Path, required=True, help="data set folder")
