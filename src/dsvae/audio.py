@@ -25,8 +25,9 @@ below that floor then say nothing about who recorded the utterance; on corpora w
 speaker was recorded in one place (FSDD, Allison) the channel otherwise identifies the
 speaker. Converted audio takes its level from the source recording.
 
-One global mean and standard deviation per bin, taken over the training frames, is stored with the data set (:class:`SpectrumStats`) so that spectra can be turned back
-into sound with :func:`griffin_lim`.
+One global mean and standard deviation per bin, taken over the training frames, is stored
+with the data set (:class:`SpectrumStats`) so that spectra can be turned back into sound
+with :func:`griffin_lim`.
 
 Audio is read with soundfile (WAV, and NIST SPHERE for TIMIT); resampling uses librosa.
 Both come with ``pip install dsvae[audio]``. torchaudio is not used.

@@ -23,9 +23,8 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
+from dsvae.config import CONTRAST_AUGMENTATIONS
 from dsvae.errors import ConfigError
-
-AUGMENTATIONS = ("auto", "pitch", "channels")
 
 
 class Augmentation(Protocol):
@@ -122,14 +121,14 @@ class ChannelPermutation:
 def build_augmentation(
     name: str, frame_shape: Sequence[int], meta: dict[str, Any], pitch_max_factor: float = 1.8
 ) -> Augmentation:
-    """The augmentation ``name`` (one of :data:`AUGMENTATIONS`) for a data set's frames and meta.
+    """The augmentation ``name`` (one of :data:`~dsvae.config.CONTRAST_AUGMENTATIONS`) for a data set.
 
     ``auto`` picks the pitch shift for speech data sets (those with spectrogram settings
     in their meta) and the channel permutation for RGB video.
     """
-    if name not in AUGMENTATIONS:
+    if name not in CONTRAST_AUGMENTATIONS:
         raise ConfigError(
-            f"train.contrast_augment must be one of {list(AUGMENTATIONS)}, got {name!r}"
+            f"train.contrast_augment must be one of {list(CONTRAST_AUGMENTATIONS)}, got {name!r}"
         )
     is_speech = "spectrogram" in meta
     is_rgb = len(frame_shape) == 3 and frame_shape[0] == 3

@@ -21,6 +21,10 @@ import yaml
 
 from dsvae.errors import ConfigError
 
+ContrastAugment = Literal["auto", "pitch", "channels"]
+CONTRAST_AUGMENTATIONS: tuple[str, ...] = typing.get_args(ContrastAugment)
+"""Values of ``train.contrast_augment`` (the augmentations are in :mod:`dsvae.augment`)."""
+
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
@@ -191,7 +195,7 @@ class TrainConfig:
     beta_z: float = 1.0
     mi_weight: float = 0.0
     contrast_weight: float = 0.0
-    contrast_augment: str = "auto"
+    contrast_augment: ContrastAugment = "auto"
     contrast_temperature: float = 0.5
     pitch_max_factor: float = 1.8
     kl_warmup_steps: int = 0
@@ -234,11 +238,7 @@ class TrainConfig:
         _check_positive("train.contrast_temperature", self.contrast_temperature)
         if self.pitch_max_factor < 1.0:
             raise ConfigError(f"train.pitch_max_factor must be >= 1, got {self.pitch_max_factor}")
-        if self.contrast_augment not in ("auto", "pitch", "channels"):
-            raise ConfigError(
-                f"train.contrast_augment must be one of ['auto', 'pitch', 'channels'], "
-                f"got {self.contrast_augment!r}"
-            )
+        _check_choice("train.contrast_augment", self.contrast_augment, CONTRAST_AUGMENTATIONS)
         if self.grad_clip is not None:
             _check_positive("train.grad_clip", self.grad_clip)
         _check_positive("train.checkpoint_every_n_epochs", self.checkpoint_every_n_epochs)

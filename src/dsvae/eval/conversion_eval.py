@@ -212,10 +212,15 @@ def _summarise(rows: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
+def _known(values: list[float | None]) -> np.ndarray:
+    """The finite values, dropping None (pyin found nothing voiced)."""
+    v = np.asarray([np.nan if x is None else x for x in values], float)
+    return v[np.isfinite(v)]
+
+
 def _fraction_at_least(values: list[float | None], threshold: float) -> float | None:
     """Fraction of the known values that reach ``threshold``; None if there are none."""
-    v = np.asarray([np.nan if x is None else x for x in values], float)
-    v = v[np.isfinite(v)]
+    v = _known(values)
     return float(np.mean(v >= threshold)) if v.size else None
 
 
@@ -226,8 +231,7 @@ def _finite(value: float) -> float | None:
 
 def _median(values: list[float | None]) -> float | None:
     """Median of the known values; None if there are none."""
-    v = np.asarray([np.nan if x is None else x for x in values], float)
-    v = v[np.isfinite(v)]
+    v = _known(values)
     return float(np.median(v)) if v.size else None
 
 

@@ -67,8 +67,8 @@ def mutual_information(
 def mi_penalty(q_f: Independent, f: torch.Tensor, q_z: Independent, z: torch.Tensor) -> tuple:
     """(penalty, estimate): the estimate clipped at 0, since the true value cannot be lower.
 
-    Without the clip, gradient descent can push the estimate far below 0 by making
-    each z_n unlikely under its own posterior, which removes no information.
+    A value below 0 is estimator error. Without the clip, gradient descent keeps
+    pushing it down, which removes no information.
     """
     estimate = mutual_information(q_f, f, q_z, z)
     return estimate.clamp(min=0.0), estimate
