@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -39,3 +41,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise DsvaeError(
             f"--device {device!r} is not a device name (auto, cpu, cuda, cuda:N)"
         ) from err
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block on one CPU thread, then restore the thread count.
+
+    A small network trained in the block then gets the same weights whatever threads the
+    caller set: summation order, and so rounding, depends on how work is split between
+    threads, and training amplifies those differences.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

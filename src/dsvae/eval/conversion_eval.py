@@ -28,7 +28,7 @@ from dsvae.data.speech import allison_utterances, fsdd_utterances
 from dsvae.errors import DataError
 from dsvae.eval.conversion import SpeechModel, convert_pair, spectrogram_figure
 from dsvae.io import atomic_write_json, atomic_write_text
-from dsvae.machine import machine_description
+from dsvae.machine import machine_description, one_thread
 
 
 class DigitClassifier(nn.Module):
@@ -47,7 +47,11 @@ class DigitClassifier(nn.Module):
 def train_digit_classifier(
     train: SequenceDataset, *, epochs: int = 12, seed: int = 0
 ) -> DigitClassifier:
-    """Fit the classifier on the training segments that carry a digit label."""
+    """Fit the classifier on the training segments that carry a digit label.
+
+    Training runs on one thread, so the classifier, and the shares of digits it
+    recognises, do not change with the caller's thread count.
+    """
     keep = np.flatnonzero(train.labels["digit"] >= 0)
     if len(keep) == 0:
         raise DataError(f"{train.path} has no digit labels; build it with --fsdd")
@@ -57,12 +61,13 @@ def train_digit_classifier(
     torch.manual_seed(seed)
     clf = DigitClassifier(x.shape[-1])
     opt = torch.optim.Adam(clf.parameters(), lr=3e-3)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=g).split(64):
-            loss = nn.functional.cross_entropy(clf(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    with one_thread():
+        for _ in range(epochs):
+            for idx in torch.randperm(len(x), generator=g).split(64):
+                loss = nn.functional.cross_entropy(clf(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
     return clf.eval()
 
 
