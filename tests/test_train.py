@@ -16,6 +16,7 @@ from dsvae.errors import ConfigError, DsvaeError
 from dsvae.model import load_model
 from dsvae.train import EpochSeededSampler, train
 from dsvae.train.checkpoint_io import AtomicCheckpointIO
+from dsvae.train.run import resume_checkpoint
 from tiny import TINY_MODEL, TINY_TRAIN
 
 TINY = [*TINY_MODEL, *TINY_TRAIN]
@@ -89,6 +90,34 @@ def test_resume_continues_exactly(ball_dir, tmp_path):
         torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=1e-5, atol=1e-6)
     steps = [int(r["step"]) for r in _rows(tmp_path / "b" / "metrics.csv")]
     assert steps == sorted(steps) and max(steps) == 14
+
+
+def test_resume_in_a_copied_run_folder_overwrites_last_checkpoint(ball_dir, tmp_path):
+    """Continuing a copy of a run (to try another setting) keeps last.ckpt current."""
+    import shutil
+
+    train(tiny_config("train.max_epochs=1"), ball_dir, tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    resumed = train(tiny_config("train.max_epochs=2"), ball_dir, tmp_path / "b", resume=True)
+    folder = tmp_path / "b" / "checkpoints"
+    assert resumed.global_step == 10
+    assert not list(folder.glob("last-v*.ckpt"))
+    assert torch.load(folder / "last.ckpt", weights_only=True, mmap=True)["global_step"] == 10
+    assert resume_checkpoint(tmp_path / "b") == folder / "last.ckpt"
+
+
+def test_resume_takes_a_newer_versioned_last_checkpoint(ball_dir, tmp_path):
+    """Folders copied under older versions hold the newest state in last-v1.ckpt."""
+    import shutil
+
+    train(tiny_config("train.max_epochs=2"), ball_dir, tmp_path / "a")
+    folder = tmp_path / "a" / "checkpoints"
+    for old in folder.glob("epoch*.ckpt"):
+        old.unlink()
+    shutil.copy(folder / "last.ckpt", folder / "last-v1.ckpt")
+    train(tiny_config("train.max_epochs=1"), ball_dir, tmp_path / "old")
+    shutil.copy(tmp_path / "old" / "checkpoints" / "last.ckpt", folder / "last.ckpt")
+    assert resume_checkpoint(tmp_path / "a") == folder / "last-v1.ckpt"
 
 
 def test_resume_checks(ball_dir, tmp_path):

@@ -140,6 +140,9 @@ def build_trainer(
         auto_insert_metric_name=False,
         every_n_epochs=cfg.checkpoint_every_n_epochs,
         save_last=True,
+        # overwrite last.ckpt even in a run folder copied from another run (Lightning
+        # would write last-v1.ckpt beside it, and --resume and export read last.ckpt)
+        enable_version_counter=False,
         save_top_k=2,
         monitor="step",
         mode="max",
@@ -238,13 +241,14 @@ def train(
 
 def resume_checkpoint(run_dir: Path) -> Path:
     """The newest complete checkpoint of a run: ``last.ckpt``, or an ``epochNNNN.ckpt``
-    written after it (a kill can come between the two writes of one save)."""
+    written after it (a kill can come between the two writes of one save), or a
+    ``last-vN.ckpt`` that older versions wrote when a run folder had been copied."""
     folder = run_dir / "checkpoints"
     best = folder / LAST_CHECKPOINT
     best_step = _checkpoint_step(best)
     if best_step is None:
         AtomicCheckpointIO().load_checkpoint(best)  # raises, saying why it cannot be read
-    for path in sorted(folder.glob("epoch*.ckpt")):
+    for path in sorted([*folder.glob("epoch*.ckpt"), *folder.glob("last-v*.ckpt")]):
         step = _checkpoint_step(path)
         if step is not None and step > best_step:
             best, best_step = path, step
@@ -296,6 +300,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     # resuming writes into the run's own checkpoint folder, which is meant to exist
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+    # resuming a copy of a run folder (to continue it with other settings) is allowed
+    warnings.filterwarnings("ignore", message="The dirpath has changed from")
     torch.set_float32_matmul_precision("high")
 
 
