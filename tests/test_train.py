@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -94,8 +95,6 @@ def test_resume_continues_exactly(ball_dir, tmp_path):
 
 def test_resume_in_a_copied_run_folder_overwrites_last_checkpoint(ball_dir, tmp_path):
     """Continuing a copy of a run (to try another setting) keeps last.ckpt current."""
-    import shutil
-
     train(tiny_config("train.max_epochs=1"), ball_dir, tmp_path / "a")
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     resumed = train(tiny_config("train.max_epochs=2"), ball_dir, tmp_path / "b", resume=True)
@@ -108,8 +107,6 @@ def test_resume_in_a_copied_run_folder_overwrites_last_checkpoint(ball_dir, tmp_
 
 def test_resume_takes_a_newer_versioned_last_checkpoint(ball_dir, tmp_path):
     """Folders copied under older versions hold the newest state in last-v1.ckpt."""
-    import shutil
-
     train(tiny_config("train.max_epochs=2"), ball_dir, tmp_path / "a")
     folder = tmp_path / "a" / "checkpoints"
     for old in folder.glob("epoch*.ckpt"):
