@@ -111,12 +111,31 @@ def test_protocols_are_reproducible_and_in_range(model, split):
         assert 0.0 <= row["disagreement"] <= 1.0 and row["kl_recon"] >= 0.0
 
 
+def test_reconstruction_disagreement_on_known_answers(model, split, monkeypatch):
+    rows = sprites.reconstruction(model, ConstantJudge([0.5] + [0.1] * 5, [1 / 9] * 9), split)
+    assert rows == {name: 0.0 for name in (*ATTRS, "action")}
+    # a stand-in autoencoder that plays every sequence backwards: the per-sequence action
+    # (mean brightness) is kept, each frame's brightness bin is compared with its mirror's
+    monkeypatch.setattr(sprites.ops, "reconstruct", lambda m, x: x.flip(1))
+    rows = sprites.reconstruction(model, BrightnessJudge(), split, batch_size=5)
+    x = torch.stack([split[i] for i in range(len(split))]).permute(0, 1, 4, 2, 3).float() / 255
+    bins = (x.mean(dim=(2, 3, 4)).clamp(0, 0.999) * 6).long()
+    expected = (bins != bins.flip(1)).float().mean().item()
+    assert 0.0 < expected < 1.0
+    for name in ATTRS:
+        assert rows[name] == pytest.approx(expected)
+    assert rows["action"] == 0.0
+
+
 def test_markdown_puts_the_paper_beside_ours(model, split):
     rows = sprites.table1(model, BrightnessJudge(), split)
     text = sprites.table1_markdown(rows)
     assert "| skin |" in text and "3.98%" in text and "8.11%" in text
     later = sprites.later_work(model, BrightnessJudge(), split)
     assert "90.73%" in sprites.later_work_markdown(later)
+    recon = {name: 0.25 for name in rows}
+    text = sprites.reconstruction_markdown(recon, rows)
+    assert text.count("25.00%") == 5 and f"{100 * rows['skin']['disagreement']:.2f}%" in text
 
 
 def test_figure3_writes_eight_panels(model, split, tmp_path):

@@ -78,7 +78,9 @@ def register(sub, data_kinds, add: AddParser):
         kinds,
         "sprites",
         "Table 1 and Figures 3-4 on Sprites",
-        "Evaluate on the Sprites test split.",
+        "Evaluate on the Sprites test split: Table 1, the later-work protocol, Figures 3-4, "
+        "and as a diagnostic the judge's disagreement between each test sequence and its "
+        "reconstruction (what the autoencoder loses before any factor is sampled).",
         "example:\n  dsvae evaluate sprites runs/sprites --judge judges/sprites --data data/sprites --out eval/sprites",
     )
     es.add_argument("run", type=Path, help="run folder or saved model folder")
