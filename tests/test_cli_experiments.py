@@ -52,8 +52,9 @@ def test_sprites_pipeline(tmp_path, capsys):
     assert "| skin |" in out and "action Acc" in out
     report = json.loads((tmp_path / "eval" / "sprites_eval.json").read_text())
     assert 0.0 <= report["table1"]["hair"]["disagreement"] <= 1.0
-    assert set(report["reconstruction"]) == {"skin", "pants", "tops", "hair", "action"}
-    assert "Reconstruction (diagnostic)" in out
+    for kind in ("reconstruction", "swap"):
+        assert set(report["inferred_factors"][kind]) == {"skin", "pants", "tops", "hair", "action"}
+    assert "Both factors inferred (diagnostic)" in out
     assert report["test_sequences"] == 18
     assert report["device"] == "cpu" and report["trajectory_sequences"] == 3
     figures = {Path(p).name for p in report["figures"]}

@@ -111,20 +111,55 @@ def test_protocols_are_reproducible_and_in_range(model, split):
         assert 0.0 <= row["disagreement"] <= 1.0 and row["kl_recon"] >= 0.0
 
 
-def test_reconstruction_disagreement_on_known_answers(model, split, monkeypatch):
-    rows = sprites.reconstruction(model, ConstantJudge([0.5] + [0.1] * 5, [1 / 9] * 9), split)
-    assert rows == {name: 0.0 for name in (*ATTRS, "action")}
+def _brightness_bins(split, k: int, over_time: bool = False) -> torch.Tensor:
+    x = torch.stack([split[i] for i in range(len(split))]).float() / 255  # (N, T, H, W, C)
+    v = x.mean(dim=(2, 3, 4))
+    return ((v.mean(1) if over_time else v).clamp(0, 0.999) * k).long()
+
+
+def test_inferred_factors_on_known_answers(model, split, monkeypatch, tmp_path):
+    rows = sprites.inferred_factors(model, ConstantJudge([0.5] + [0.1] * 5, [1 / 9] * 9), split)
+    zeros = {name: 0.0 for name in (*ATTRS, "action")}
+    assert rows == {"reconstruction": zeros, "swap": zeros}
+    # sequences of different overall brightness, so that the stand-in action differs
+    rng = np.random.default_rng(1)
+    scale = np.linspace(0.1, 1.0, len(split))[:, None, None, None, None]
+    frames = np.asarray(split.frames) * scale * rng.uniform(0.5, 1.0, (len(split), 4, 1, 1, 1))
+    meta = {"name": "tiny-sprites", "source": "test", "seed": 1, "licence": "generated"}
+    split = SequenceDataset(
+        write_dataset(tmp_path / "test", frames.astype(np.uint8), dict(split.labels), meta)
+    )
+    n = len(split)
+    donors = (np.arange(n) + n // 2) % n
+    frame_bins, action_bins = _brightness_bins(split, 6), _brightness_bins(split, 9, True)
     # a stand-in autoencoder that plays every sequence backwards: the per-sequence action
     # (mean brightness) is kept, each frame's brightness bin is compared with its mirror's
     monkeypatch.setattr(sprites.ops, "reconstruct", lambda m, x: x.flip(1))
-    rows = sprites.reconstruction(model, BrightnessJudge(), split, batch_size=5)
-    x = torch.stack([split[i] for i in range(len(split))]).permute(0, 1, 4, 2, 3).float() / 255
-    bins = (x.mean(dim=(2, 3, 4)).clamp(0, 0.999) * 6).long()
-    expected = (bins != bins.flip(1)).float().mean().item()
-    assert 0.0 < expected < 1.0
+    # a stand-in swap whose output is the recipient itself: attributes kept, action lost
+    monkeypatch.setattr(sprites.ops, "swap", lambda m, a, b: (a, b))
+    rows = sprites.inferred_factors(model, BrightnessJudge(), split, batch_size=5)
+    flipped = (frame_bins != frame_bins.flip(1)).float().mean().item()
+    other_action = (action_bins != action_bins[donors]).float().mean().item()
+    assert 0.0 < flipped < 1.0 and other_action > 0.0
     for name in ATTRS:
-        assert rows[name] == pytest.approx(expected)
-    assert rows["action"] == 0.0
+        assert rows["reconstruction"][name] == pytest.approx(flipped)
+        assert rows["swap"][name] == 0.0
+    assert rows["reconstruction"]["action"] == 0.0
+    assert rows["swap"]["action"] == pytest.approx(other_action)
+    # and one whose output is the donor: the action follows it, the attributes do not
+    monkeypatch.setattr(sprites.ops, "swap", lambda m, a, b: (b, a))
+    rows = sprites.inferred_factors(model, BrightnessJudge(), split, batch_size=5)
+    other_frames = (frame_bins != frame_bins[donors]).float().mean().item()
+    assert other_frames > 0.0
+    assert rows["swap"]["skin"] == pytest.approx(other_frames) and rows["swap"]["action"] == 0.0
+
+
+def test_inferred_factors_do_not_depend_on_the_batch_size(model, split):
+    a = sprites.inferred_factors(model, BrightnessJudge(), split, batch_size=5)
+    b = sprites.inferred_factors(model, BrightnessJudge(), split, batch_size=12)
+    for kind in ("reconstruction", "swap"):
+        assert a[kind] == pytest.approx(b[kind])
+    assert all(0.0 <= v <= 1.0 for kind in a.values() for v in kind.values())
 
 
 def test_markdown_puts_the_paper_beside_ours(model, split):
@@ -133,9 +168,10 @@ def test_markdown_puts_the_paper_beside_ours(model, split):
     assert "| skin |" in text and "3.98%" in text and "8.11%" in text
     later = sprites.later_work(model, BrightnessJudge(), split)
     assert "90.73%" in sprites.later_work_markdown(later)
-    recon = {name: 0.25 for name in rows}
-    text = sprites.reconstruction_markdown(recon, rows)
-    assert text.count("25.00%") == 5 and f"{100 * rows['skin']['disagreement']:.2f}%" in text
+    diag = {"reconstruction": {name: 0.25 for name in rows}, "swap": {name: 0.5 for name in rows}}
+    text = sprites.inferred_factors_markdown(diag, rows)
+    assert text.count("25.00%") == 5 and text.count("50.00%") == 5
+    assert f"{100 * rows['skin']['disagreement']:.2f}%" in text
 
 
 def test_figure3_writes_eight_panels(model, split, tmp_path):
