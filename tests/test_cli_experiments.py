@@ -53,7 +53,10 @@ def test_sprites_pipeline(tmp_path, capsys):
     report = json.loads((tmp_path / "eval" / "sprites_eval.json").read_text())
     assert 0.0 <= report["table1"]["hair"]["disagreement"] <= 1.0
     for kind in ("reconstruction", "swap"):
-        assert set(report["inferred_factors"][kind]) == {"skin", "pants", "tops", "hair", "action"}
+        assert set(report["inferred_factors"][kind]) == {
+            *("skin", "pants", "tops", "hair"),
+            *("action", "motion", "direction"),
+        }
     assert "Both factors inferred (diagnostic)" in out
     assert report["test_sequences"] == 18
     assert report["device"] == "cpu" and report["trajectory_sequences"] == 3

@@ -82,13 +82,26 @@ def model():
 def test_constant_judge_gives_known_table1(model, split):
     attr = [0.5, 0.1, 0.1, 0.1, 0.1, 0.1]
     rows = sprites.table1(model, ConstantJudge(attr, [1 / 9] * 9), split, batch_size=5)
-    assert set(rows) == {*ATTRS, "action"}
+    assert set(rows) == {*ATTRS, "action", "motion", "direction"}
     kl_uniform = sum(math.log((1 / 6) / p) / 6 for p in attr)  # KL[uniform || p_data]
     for name in ATTRS:
         assert rows[name]["disagreement"] == 0.0
         assert rows[name]["kl_recon"] == pytest.approx(0.0, abs=1e-6)
         assert rows[name]["kl_random"] == pytest.approx(kl_uniform, rel=1e-5)
-    assert rows["action"]["kl_random"] == pytest.approx(0.0, abs=1e-6)
+    for name in ("action", "motion", "direction"):
+        assert rows[name]["disagreement"] == 0.0
+        assert rows[name]["kl_random"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_action_parts_marginalise_the_nine_classes():
+    p = torch.zeros(2, 9)
+    p[0, 5] = 1.0  # spellcast-right
+    p[1] = torch.arange(9.0) / 36.0
+    parts = sprites.action_parts(p)
+    assert parts["motion"][0].tolist() == [0.0, 1.0, 0.0]
+    assert parts["direction"][0].tolist() == [0.0, 0.0, 1.0]
+    assert parts["motion"][1].tolist() == pytest.approx([3 / 36, 12 / 36, 21 / 36])
+    assert parts["direction"][1].tolist() == pytest.approx([9 / 36, 12 / 36, 15 / 36])
 
 
 def test_constant_judge_gives_known_later_work(model, split):
@@ -99,6 +112,9 @@ def test_constant_judge_gives_known_later_work(model, split):
     assert result["inception_score"] == pytest.approx(1.0)
     assert result["h_y_given_x"] == pytest.approx(0.0, abs=1e-6)
     assert result["h_y"] == pytest.approx(0.0, abs=1e-6)
+    labels = split.labels["action"]
+    assert result["motion_acc"] == pytest.approx(np.mean(labels // 3 == 0))  # class 2: walk
+    assert result["direction_acc"] == pytest.approx(np.mean(labels % 3 == 2))  # ... right
     for name in ATTRS:
         assert 0.0 <= result[f"{name}_acc"] <= 1.0
 
@@ -119,7 +135,7 @@ def _brightness_bins(split, k: int, over_time: bool = False) -> torch.Tensor:
 
 def test_inferred_factors_on_known_answers(model, split, monkeypatch, tmp_path):
     rows = sprites.inferred_factors(model, ConstantJudge([0.5] + [0.1] * 5, [1 / 9] * 9), split)
-    zeros = {name: 0.0 for name in (*ATTRS, "action")}
+    zeros = {name: 0.0 for name in (*ATTRS, "action", "motion", "direction")}
     assert rows == {"reconstruction": zeros, "swap": zeros}
     # sequences of different overall brightness, so that the stand-in action differs
     rng = np.random.default_rng(1)
@@ -146,6 +162,9 @@ def test_inferred_factors_on_known_answers(model, split, monkeypatch, tmp_path):
         assert rows["swap"][name] == 0.0
     assert rows["reconstruction"]["action"] == 0.0
     assert rows["swap"]["action"] == pytest.approx(other_action)
+    other_motion = (action_bins // 3 != action_bins[donors] // 3).float().mean().item()
+    assert rows["swap"]["motion"] == pytest.approx(other_motion)
+    assert rows["reconstruction"]["motion"] == rows["reconstruction"]["direction"] == 0.0
     # and one whose output is the donor: the action follows it, the attributes do not
     monkeypatch.setattr(sprites.ops, "swap", lambda m, a, b: (b, a))
     rows = sprites.inferred_factors(model, BrightnessJudge(), split, batch_size=5)
@@ -168,9 +187,10 @@ def test_markdown_puts_the_paper_beside_ours(model, split):
     assert "| skin |" in text and "3.98%" in text and "8.11%" in text
     later = sprites.later_work(model, BrightnessJudge(), split)
     assert "90.73%" in sprites.later_work_markdown(later)
+    assert "| action: motion |" in text and "| action: direction |" in text
     diag = {"reconstruction": {name: 0.25 for name in rows}, "swap": {name: 0.5 for name in rows}}
     text = sprites.inferred_factors_markdown(diag, rows)
-    assert text.count("25.00%") == 5 and text.count("50.00%") == 5
+    assert text.count("25.00%") == 7 and text.count("50.00%") == 7
     assert f"{100 * rows['skin']['disagreement']:.2f}%" in text
 
 
