@@ -191,6 +191,7 @@ def test_markdown_puts_the_paper_beside_ours(model, split):
     diag = {"reconstruction": {name: 0.25 for name in rows}, "swap": {name: 0.5 for name in rows}}
     text = sprites.inferred_factors_markdown(diag, rows)
     assert text.count("25.00%") == 7 and text.count("50.00%") == 7
+    assert "| action: motion |" in text and "| action: direction |" in text
     assert f"{100 * rows['skin']['disagreement']:.2f}%" in text
 
 

@@ -79,8 +79,9 @@ def register(sub, data_kinds, add: AddParser):
         "sprites",
         "Table 1 and Figures 3-4 on Sprites",
         "Evaluate on the Sprites test split: Table 1, the later-work protocol, Figures 3-4, "
-        "and as a diagnostic the judge's disagreement between each test sequence and its "
-        "reconstruction (what the autoencoder loses before any factor is sampled).",
+        "the action row split into motion and direction, and a diagnostic with both factors "
+        "inferred: the judge on reconstructions (what the autoencoder loses before any factor "
+        "is sampled) and on f/z_1:T swaps between test sequences (which factor carries a row).",
         "example:\n  dsvae evaluate sprites runs/sprites --judge judges/sprites --data data/sprites --out eval/sprites",
     )
     es.add_argument("run", type=Path, help="run folder or saved model folder")

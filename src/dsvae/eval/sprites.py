@@ -208,7 +208,8 @@ def inferred_factors(
     device = next(model.parameters()).device
     n = len(dataset)
     donors = (np.arange(n) + n // 2) % n
-    rows = (*ATTRIBUTES, "action")
+    heads = (*ATTRIBUTES, "action")
+    rows = (*heads, *ACTION_PARTS)
     seen: dict[str, Batches] = {k: Batches.empty() for k in ("data", "recon", "swap", "donor")}
 
     def add(kind: str, frames: torch.Tensor) -> None:
@@ -222,10 +223,9 @@ def inferred_factors(
         add("donor", x_donor)
         add("recon", ops.reconstruct(model, x))
         add("swap", ops.swap(model, x, x_donor)[0])
-    probs = {kind: {name: b.cat(b.data, name) for name in rows} for kind, b in seen.items()}
+    probs = {kind: {name: b.cat(b.data, name) for name in heads} for kind, b in seen.items()}
     for kind in probs:
         probs[kind].update(action_parts(probs[kind]["action"]))
-    rows = (*rows, *ACTION_PARTS)
     swap_reference = {**probs["data"], **{k: probs["donor"][k] for k in ("action", *ACTION_PARTS)}}
     return {
         "reconstruction": {
@@ -244,6 +244,10 @@ def _pct(v: float) -> str:
     return f"{100 * v:.2f}%"
 
 
+def _row_label(name: str) -> str:
+    return f"action: {name}" if name in ACTION_PARTS else name
+
+
 def table1_markdown(rows: dict[str, dict[str, float]]) -> str:
     """Our Table 1 next to the paper's (factorised q, paper network)."""
     lines = [
@@ -253,7 +257,7 @@ def table1_markdown(rows: dict[str, dict[str, float]]) -> str:
     for name, row in rows.items():
         if name not in PAPER_TABLE1:  # the two parts of the action row
             lines.append(
-                f"| action: {name} | {_pct(row['disagreement'])} | — | {row['kl_recon']:.4f} | — | "
+                f"| {_row_label(name)} | {_pct(row['disagreement'])} | — | {row['kl_recon']:.4f} | — | "
                 f"{row['kl_random']:.4f} | — |"
             )
             continue
@@ -294,7 +298,8 @@ def inferred_factors_markdown(
         "|---|---|---|---|",
     ]
     lines += [
-        f"| {name} | {_pct(value)} | {_pct(diag['swap'][name])} | {_pct(rows[name]['disagreement'])} |"
+        f"| {_row_label(name)} | {_pct(value)} | {_pct(diag['swap'][name])} | "
+        f"{_pct(rows[name]['disagreement'])} |"
         for name, value in diag["reconstruction"].items()
     ]
     return "\n".join(lines)
