@@ -89,6 +89,13 @@ def register(sub, data_kinds, add: AddParser):
     es.add_argument("--data", type=Path, required=True, help="Sprites folder or its test/ split")
     es.add_argument("--out", type=Path, required=True, help="folder for the tables and figures")
     es.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    es.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="test: the 296 test characters (default); val: the validation characters the "
+        "run held out of DATA/train (for choosing settings; needs the run folder)",
+    )
     es.add_argument("--no-figures", action="store_true", help="tables only")
     es.add_argument(
         "--trajectories",
@@ -169,6 +176,7 @@ def cmd_evaluate_sprites(args: argparse.Namespace) -> None:
         figures=not args.no_figures,
         trajectory_sequences=args.trajectories,
         device=args.device,
+        split=args.split,
     )
     print((args.out / "sprites_eval.md").read_text())
     print(f"wrote {args.out / 'sprites_eval.json'} and {len(report['figures'])} figures")

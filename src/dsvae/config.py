@@ -170,6 +170,12 @@ class TrainConfig:
     ``pitch_max_factor``, ``channels`` permutes RGB channels, ``auto`` picks by the
     data; C-DSVAE's idea), with cosine similarities over ``contrast_temperature``.
 
+    ``val_fraction`` of the sequences are held out for validation, drawn at random with
+    ``val_seed`` (``None``: ``seed``). With ``val_group`` naming a label of the data set
+    (e.g. ``character`` for Sprites), that fraction of the label's distinct values is held
+    out instead, with all their sequences: the validation characters are then never seen
+    in training. A fixed ``val_seed`` keeps the same validation part across training seeds.
+
     ``pictures_every_n_epochs`` > 0 draws reconstructions and samples into the run
     folder's ``pictures/`` while training; 0 turns it off.
 
@@ -191,6 +197,8 @@ class TrainConfig:
     max_steps: int = -1
     max_time_minutes: float | None = None
     val_fraction: float = 0.05
+    val_group: str | None = None
+    val_seed: int | None = None
     beta_f: float = 1.0
     beta_z: float = 1.0
     mi_weight: float = 0.0
@@ -224,6 +232,11 @@ class TrainConfig:
             raise ConfigError(f"train.max_steps must be -1 (no limit) or > 0, got {self.max_steps}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"train.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.val_group is not None and not (isinstance(self.val_group, str) and self.val_group):
+            raise ConfigError(
+                f"train.val_group must be the name of a label (e.g. character) or null, "
+                f"got {self.val_group!r}"
+            )
         for name in (
             "beta_f",
             "beta_z",

@@ -408,6 +408,41 @@ class SequenceDataset(Dataset):
         return f"SequenceDataset({str(self.path)!r}, frames={tuple(self.frames.shape)})"
 
 
+class SequenceSubset(Dataset):
+    """Some sequences of a :class:`SequenceDataset`, copied into memory, with their labels.
+
+    It has what evaluations read from a data set (``frames``, ``labels``, ``meta``,
+    ``path``, ``length``, ``frame_shape``), so a protocol written for a whole split runs
+    on a part of one (e.g. the validation characters of the training split).
+    ``indices`` are the positions of the kept sequences in the parent, in the order kept.
+    """
+
+    def __init__(self, dataset: SequenceDataset, indices: np.ndarray | list[int]) -> None:
+        self.indices = np.asarray(indices, dtype=np.int64)
+        if self.indices.ndim != 1 or not len(self.indices):
+            raise DataError(f"a subset of {dataset.path} needs at least one sequence index")
+        if self.indices.min() < 0 or self.indices.max() >= len(dataset):
+            raise DataError(f"subset indices must be in 0..{len(dataset) - 1} for {dataset.path}")
+        self.path = dataset.path
+        self.meta = dataset.meta
+        self.frames = np.asarray(dataset.frames[self.indices])  # a copy, not a memory map
+        self.labels = {k: np.asarray(v)[self.indices] for k, v in dataset.labels.items()}
+
+    is_image = SequenceDataset.is_image
+    num_sequences = SequenceDataset.num_sequences
+    length = SequenceDataset.length
+    frame_shape = SequenceDataset.frame_shape
+
+    def __len__(self) -> int:
+        return self.num_sequences
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(self.frames[index].copy())
+
+    def __repr__(self) -> str:
+        return f"SequenceSubset({str(self.path)!r}, {len(self)} of its sequences)"
+
+
 def load_dataset(path: str | os.PathLike) -> SequenceDataset:
     """Open the data set folder at ``path``; see :class:`SequenceDataset`."""
     return SequenceDataset(path)
@@ -462,3 +497,27 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     n_val = 0 if val_fraction == 0 else min(n - 1, max(1, round(n * val_fraction)))
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def split_groups(
+    groups: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split sequences by group (e.g. Sprites characters) into sorted (train, validation) indices.
+
+    ``groups`` holds one label per sequence, shape (N,). ``round(G * val_fraction)`` of the
+    G distinct groups (at least 1, and leaving at least 1) go to validation with all their
+    sequences, so that no group is in both parts. Which groups are held out depends only on
+    the sorted distinct labels and ``seed``, not on the order of the sequences.
+    """
+    groups = np.asarray(groups)
+    if groups.ndim != 1:
+        raise DataError(f"a group label must hold one value per sequence, got shape {groups.shape}")
+    values = np.unique(groups)
+    if val_fraction > 0 and len(values) < 2:
+        raise DataError(
+            f"cannot hold out groups: the label has {len(values)} distinct value(s); "
+            "set train.val_group to null for a random split"
+        )
+    _, held = split_indices(len(values), val_fraction, seed)
+    is_val = np.isin(groups, values[held])
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)

@@ -10,6 +10,10 @@
 * :func:`inferred_factors` is a diagnostic beside both, with f and z_1:T inferred and
   nothing sampled: the judge on reconstructions (what the autoencoder loses on its own)
   and on swaps between two test sequences (whether the other factor carries the row).
+* :func:`probe` runs all three on a small set and returns one flat row of numbers: the
+  in-training measurement (``dsvae.train.callbacks.DisentanglementProbe``) and the score
+  of the ablation runner. :func:`validation_split` gives the validation characters of a
+  run, so that choices never look at the test characters.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import numpy as np
 import torch
 
 from dsvae import ops
-from dsvae.data import SequenceDataset, prepare_frames
+from dsvae.config import TrainConfig
+from dsvae.data import SequenceDataset, SequenceSubset, prepare_frames
 from dsvae.errors import DataError
 from dsvae.eval import metrics
 from dsvae.io import atomic_write_json, atomic_write_text
@@ -237,6 +242,89 @@ def inferred_factors(
     }
 
 
+PROBE_ROWS = (*ATTRIBUTES, "action", *ACTION_PARTS)
+
+
+def probe_metric_names() -> tuple[str, ...]:
+    """The columns :func:`probe` returns, in order (rates in [0, 1]).
+
+    ``probe/<row>``: the Table 1 disagreement; ``probe/action_acc``: the later-work action
+    accuracy; ``probe/swap_<row>`` and ``probe/recon_<row>``: the inferred-factor diagnostic.
+    """
+    return (
+        *(f"probe/{r}" for r in PROBE_ROWS),
+        "probe/action_acc",
+        *(f"probe/swap_{r}" for r in PROBE_ROWS),
+        *(f"probe/recon_{r}" for r in PROBE_ROWS),
+    )
+
+
+@torch.no_grad()
+def probe(
+    model: DSVAE, judge, dataset: SequenceDataset | SequenceSubset, *, seed: int = 0,
+    batch_size: int = 128,
+) -> dict[str, float]:
+    """Table 1, the later-work action Acc and the inferred-factor diagnostic as one flat row.
+
+    The model is evaluated in eval mode and left in the mode it was in; the global random
+    state is not touched (every sample comes from a generator seeded with ``seed``).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            rows = table1(model, judge, dataset, seed=seed, batch_size=batch_size)
+            later = later_work(model, judge, dataset, seed=seed, batch_size=batch_size)
+            diag = inferred_factors(model, judge, dataset, batch_size=batch_size)
+    finally:
+        model.train(was_training)
+    result = {f"probe/{r}": rows[r]["disagreement"] for r in PROBE_ROWS}
+    result["probe/action_acc"] = later["action_acc"]
+    result.update({f"probe/swap_{r}": diag["swap"][r] for r in PROBE_ROWS})
+    result.update({f"probe/recon_{r}": diag["reconstruction"][r] for r in PROBE_ROWS})
+    return result
+
+
+def _sprites_split(path: Path) -> SequenceDataset:
+    dataset = SequenceDataset(path)
+    missing = [k for k in ("attributes", "action", "character") if k not in dataset.labels]
+    if missing:
+        raise DataError(
+            f"{dataset.path} has no {missing[0]!r} labels: not a Sprites split; build one with "
+            "`dsvae data sprites --sheets DIR --out DIR`"
+        )
+    return dataset
+
+
+def validation_split(
+    data_dir: str | Path, cfg: TrainConfig, *, characters: int | None = None
+) -> SequenceSubset:
+    """The validation sequences that a run with training config ``cfg`` held out.
+
+    ``data_dir`` is a Sprites folder (its ``train/`` is used) or its training split. The
+    split is the one training made (:func:`dsvae.train.module.train_val_indices`); with
+    ``characters`` only that many of its characters (the lowest ids) are kept, all 9
+    sequences of each, in the split's order.
+    """
+    from dsvae.train.module import train_val_indices
+
+    data_dir = Path(data_dir)
+    dataset = _sprites_split(data_dir / "train" if (data_dir / "train").is_dir() else data_dir)
+    _, val = train_val_indices(dataset, cfg)
+    if not len(val):
+        raise DataError(
+            "the run held out no validation sequences (train.val_fraction is 0): there is "
+            "nothing to score without looking at the test split"
+        )
+    if characters is not None:
+        if characters < 1:
+            raise DataError(f"characters must be >= 1, got {characters}")
+        chars = dataset.labels["character"][val]
+        keep = np.unique(chars)[:characters]
+        val = val[np.isin(chars, keep)]
+    return SequenceSubset(dataset, val)
+
+
 # ----------------------------------------------------------------------------- reports
 
 
@@ -318,6 +406,24 @@ def resolve_test_split(data_dir: str | Path) -> SequenceDataset:
     return dataset
 
 
+_SPLIT_NAMES = {"test": "test", "val": "validation"}
+
+
+def _run_train_config(run: str | Path) -> TrainConfig:
+    """The training config of a run folder (or of the run folder holding a model folder)."""
+    from dsvae.train.run import CONFIG_FILE, read_run_config
+
+    run = Path(run)
+    for folder in (run, run.parent):
+        if (folder / CONFIG_FILE).is_file():
+            return read_run_config(folder).train
+    raise DataError(
+        f"{run} is not inside a run folder (no {CONFIG_FILE} in it or its parent): the "
+        "validation characters are defined by the run's config; use --split test for a "
+        "model folder on its own"
+    )
+
+
 def evaluate_sprites(
     run: str | Path,
     judge_dir: str | Path,
@@ -329,11 +435,15 @@ def evaluate_sprites(
     figures: bool = True,
     trajectory_sequences: int = 200,
     device: str | torch.device = "auto",
+    split: str = "test",
 ) -> dict:
     """Table 1, the later-work protocol and Figures 3-4; writes JSON, Markdown and PNGs.
 
     ``device``: ``"auto"`` (a GPU when there is one), ``"cpu"`` or ``"cuda"``. The model
     and the judge run there in float32; the tables are reduced on the CPU.
+    ``split``: ``"test"`` (the 296 test characters) or ``"val"``: the validation
+    characters the run held out of ``DATA/train`` (:func:`validation_split`, from the run
+    folder's config.yaml), for choosing settings without looking at the test split.
     """
     from dsvae.eval.figures import figure3, plot_trajectories, trajectories
     from dsvae.eval.judge import check_frame_shape, load_judge
@@ -343,7 +453,12 @@ def evaluate_sprites(
     out_dir = Path(out_dir)
     device = resolve_device(device)
     model, judge = load_model(run, device), load_judge(judge_dir, device)
-    dataset = resolve_test_split(data_dir)
+    if split == "val":
+        dataset = validation_split(data_dir, _run_train_config(run))
+    elif split == "test":
+        dataset = resolve_test_split(data_dir)
+    else:
+        raise DataError(f"split must be 'test' or 'val', got {split!r}")
     if tuple(dataset.frame_shape) != model.frame_shape:
         raise DataError(
             f"the test frames are {list(dataset.frame_shape)} but the model was trained on "
@@ -377,6 +492,7 @@ def evaluate_sprites(
         "run": str(run),
         "judge": str(judge_dir),
         "data": str(dataset.path),
+        "split": split,
         "test_sequences": len(dataset),
         "posterior": model.config.posterior,
         "seed": seed,
@@ -388,7 +504,7 @@ def evaluate_sprites(
     }
     atomic_write_json(out_dir / "sprites_eval.json", report)
     markdown = (
-        f"# Sprites evaluation\n\nrun `{run}`, judge `{judge_dir}`, {len(dataset)} test sequences, "
+        f"# Sprites evaluation\n\nrun `{run}`, judge `{judge_dir}`, {len(dataset)} {_SPLIT_NAMES[split]} sequences, "
         f"seed {seed}, {model.config.posterior} q\n\n## Table 1 protocol\n\n{table1_markdown(rows)}\n\n"
         f"## Later-work protocol\n\n{later_work_markdown(later)}\n\n"
         f"## Both factors inferred (diagnostic)\n\n{inferred_factors_markdown(diag, rows)}\n"

@@ -102,3 +102,96 @@ class NonFiniteLossGuard(pl.Callback):
             "Check the data for NaN/inf values, lower train.lr or set train.grad_clip, then "
             "resume with --resume"
         )
+
+
+class DisentanglementProbe(pl.Callback):
+    """Every ``every_n_epochs`` epochs, score the model with a judge on validation characters.
+
+    The numbers are :func:`dsvae.eval.sprites.probe` (Table 1 rows, the later-work action
+    Acc and the inferred-factor swap diagnostic) on the first ``characters`` characters of
+    the run's validation split (9 sequences each; the same ones every time). They go into
+    metrics.csv as ``probe/...`` columns at the epoch's last step, and the curves are drawn
+    to ``RUN_DIR/disentanglement.png``. Only rank 0 measures; the training's random state is
+    left as it was, so a run with the probe trains exactly as one without.
+    """
+
+    def __init__(
+        self,
+        judge_dir: str | Path,
+        run_dir: str | Path,
+        every_n_epochs: int = 1,
+        characters: int = 32,
+        seed: int = 0,
+    ) -> None:
+        from dsvae.eval.judge import read_judge_json
+
+        read_judge_json(judge_dir)  # a missing or damaged judge fails before training starts
+        self.judge_dir, self.run_dir = Path(judge_dir), Path(run_dir)
+        self.every, self.characters, self.seed = max(1, every_n_epochs), characters, seed
+        self._judge = None
+        self._data = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        from dsvae.eval.judge import check_frame_shape, load_judge
+        from dsvae.eval.sprites import validation_split
+
+        if not trainer.is_global_zero:
+            return
+        datamodule = trainer.datamodule
+        self._data = validation_split(
+            datamodule.dataset.path, pl_module.train_cfg, characters=self.characters
+        )
+        self._judge = load_judge(self.judge_dir, pl_module.device)
+        check_frame_shape(self._judge, self._data.frame_shape)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        if not trainer.is_global_zero or (epoch + 1) % self.every or self._data is None:
+            return
+        from dsvae.eval.sprites import probe
+
+        self._judge.to(pl_module.device)
+        row = probe(pl_module.model, self._judge, self._data, seed=self.seed)
+        for logger in trainer.loggers:
+            logger.log_metrics({**row, "epoch": epoch}, step=trainer.global_step)
+            logger.save()
+        try:
+            plot_probe(self.run_dir / "metrics.csv", self.run_dir / "disentanglement.png")
+        except Exception as err:  # noqa: BLE001 - a picture must never end a long run
+            warnings.warn(f"could not draw the disentanglement curves: {err}", stacklevel=1)
+
+
+def plot_probe(metrics_csv: str | Path, out: str | Path) -> Path | None:
+    """Draw the ``probe/...`` columns of a run's metrics.csv against epochs (None if none)."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dsvae.viz import save_figure
+
+    with open(metrics_csv, newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("probe/skin")]
+    if not rows:
+        return None
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name in ("skin", "pants", "tops", "hair", "action", "motion", "direction"):
+        style = "--" if name in ("motion", "direction") else "-"
+        left.plot(epochs, [100 * float(r[f"probe/{name}"]) for r in rows], style, label=name)
+    left.set(title="Table 1 disagreement (validation characters)", xlabel="epoch", ylabel="%")
+    for name in ("skin", "pants", "hair", "direction"):
+        right.plot(epochs, [100 * float(r[f"probe/swap_{name}"]) for r in rows], label=f"swap {name}")
+    right.plot(
+        epochs, [100 * float(r["probe/action_acc"]) for r in rows], "k-", lw=2, label="action Acc"
+    )
+    right.set(title="swap diagnostic (disagreement) and later-work action Acc", xlabel="epoch",
+              ylabel="%")
+    for ax in (left, right):
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, out)

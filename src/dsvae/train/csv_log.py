@@ -67,6 +67,8 @@ class RunCSVLogger(Logger):
         lines = text.splitlines(keepends=True)
         if lines and not lines[-1].endswith("\n"):
             lines = lines[:-1]
+        header = next(csv.reader(lines[:1]), [])
+        self.columns += [c for c in header if c not in self.columns]
         rows = [
             r
             for r in csv.DictReader(lines)
@@ -87,12 +89,27 @@ class RunCSVLogger(Logger):
 
     def _write(self, rows: list[dict[str, Any]], mode: str, path: Path | None = None) -> None:
         path = path or self.path
+        if mode == "a" and path.is_file() and _header(path) not in (None, self.columns):
+            # a resume with other columns (e.g. the probe turned on): rewrite under a header
+            # that holds the old and the new columns, so that no value lands in another's
+            old = _header(path)
+            with open(path, newline="", encoding="utf-8") as fh:
+                kept = list(csv.DictReader(fh))
+            self.columns += [c for c in old if c not in self.columns]
+            with atomic_path(path) as tmp:
+                self._write(kept + rows, mode="w", path=tmp)
+            return
         new = mode == "w" or not path.is_file()
         with open(path, mode, newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerows(rows)
+
+
+def _header(path: Path) -> list[str] | None:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return next(csv.reader(fh), None)
 
 
 def _scalar(value: Any) -> float:

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Sampler, Subset
 
 from dsvae.augment import Augmentation, build_augmentation
 from dsvae.config import ExperimentConfig, TrainConfig
-from dsvae.data import SequenceDataset, prepare_frames, split_indices
+from dsvae.data import SequenceDataset, prepare_frames, split_groups, split_indices
 from dsvae.errors import ConfigError, DsvaeError
 from dsvae.model import DSVAEOutput, build_model
 from dsvae.model.information import info_nce, mi_penalty
@@ -195,6 +195,28 @@ class DSVAEModule(pl.LightningModule):
             torch.cuda.set_rng_state_all(rng["cuda"])
 
 
+def train_val_indices(dataset: SequenceDataset, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted (train, validation) sequence indices that ``cfg`` gives on ``dataset``.
+
+    A random ``val_fraction`` of the sequences, or, with ``val_group``, of the distinct
+    values of that label (see :func:`dsvae.data.split_groups`); seeded by ``val_seed``
+    (``seed`` when unset). Training and every evaluation of the validation part use this.
+    """
+    n = len(dataset)
+    seed = cfg.seed if cfg.val_seed is None else cfg.val_seed
+    if cfg.val_fraction == 0:
+        return np.arange(n), np.arange(0)
+    if cfg.val_group is None:
+        return split_indices(n, cfg.val_fraction, seed)
+    if cfg.val_group not in dataset.labels:
+        have = sorted(dataset.labels) or "none"
+        raise ConfigError(
+            f"train.val_group is {cfg.val_group!r} but {dataset.path} has no such label "
+            f"(labels: {have}); set train.val_group to one of them or to null"
+        )
+    return split_groups(dataset.labels[cfg.val_group], cfg.val_fraction, seed)
+
+
 class EpochSeededSampler(Sampler[int]):
     """Shuffles ``indices`` with a permutation that depends only on (seed, epoch).
 
@@ -223,11 +245,7 @@ class SequenceDataModule(pl.LightningDataModule):
         super().__init__()
         self.cfg = config
         self.dataset = SequenceDataset(data_dir)
-        n = len(self.dataset)
-        if config.val_fraction > 0:
-            train_idx, val_idx = split_indices(n, config.val_fraction, config.seed)
-        else:
-            train_idx, val_idx = np.arange(n), np.arange(0)
+        train_idx, val_idx = train_val_indices(self.dataset, config)
         self.train_set = Subset(self.dataset, train_idx.tolist())
         self.val_set = Subset(self.dataset, val_idx.tolist())
         self.on_device = bool(config.data_on_device)

@@ -30,7 +30,7 @@ from dsvae.data import SequenceDataset
 from dsvae.errors import ConfigError, DataError, DsvaeError
 from dsvae.io import atomic_write_json, atomic_write_text
 from dsvae.model import DSVAE, save_model
-from dsvae.train.callbacks import NonFiniteLossGuard, PicturesCallback
+from dsvae.train.callbacks import DisentanglementProbe, NonFiniteLossGuard, PicturesCallback
 from dsvae.train.checkpoint_io import AtomicCheckpointIO
 from dsvae.train.csv_log import RunCSVLogger
 from dsvae.train.module import (
@@ -156,6 +156,11 @@ def build_trainer(
     if cfg.progress_bar:
         callbacks.append(ProgressBar(refresh_rate=max(1, cfg.log_every_n_steps // 2)))
     max_time = {"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None
+    columns = metric_names(cfg)
+    if any(isinstance(c, DisentanglementProbe) for c in callbacks):
+        from dsvae.eval.sprites import probe_metric_names
+
+        columns += probe_metric_names()
     return pl.Trainer(
         default_root_dir=run_dir,
         accelerator=cfg.accelerator,
@@ -168,7 +173,7 @@ def build_trainer(
         max_time=max_time,
         gradient_clip_val=cfg.grad_clip,
         log_every_n_steps=cfg.log_every_n_steps,
-        logger=RunCSVLogger(run_dir, metric_names(cfg)),
+        logger=RunCSVLogger(run_dir, columns),
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=cfg.progress_bar,
