@@ -205,6 +205,8 @@ def test_parse_grid_builds_every_variant():
     assert base.train.max_epochs == 1 and base.train.max_time_minutes is None
     minutes = parse_grid(_grid(budget={"minutes": 3}))
     assert minutes.variants[0].config.train.max_time_minutes == 3
+    steps = parse_grid(_grid(budget={"steps": 40})).variants[0].config.train
+    assert steps.max_steps == 40 and steps.max_time_minutes is None
 
 
 @pytest.mark.parametrize(
@@ -221,6 +223,7 @@ def test_parse_grid_builds_every_variant():
         (_grid(variants=[{"name": "a", "set": ["model.z_dim=-1"]}]), "variant 'a'.*z_dim"),
         (_grid(budget={"hours": 1}), "'budget'"),
         (_grid(budget={"epochs": 0}), "'budget'"),
+        (_grid(budget={"steps": -5}), "'budget'"),
         (_grid(grid="x"), "unknown key 'grid'"),
         (_grid(probe_every=-1), "probe_every"),
         (_grid(config="no-such-config"), "no-such-config"),

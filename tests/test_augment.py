@@ -1,4 +1,5 @@
-"""Augmentations for contrastive training of z, the InfoNCE loss, and train.contrast_weight."""
+"""Augmentations for contrastive training, the InfoNCE loss, train.contrast_weight and
+train.static_contrast_weight."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from dsvae.augment import ChannelPermutation, PitchShift, build_augmentation
+from dsvae.augment import (
+    ChannelPermutation,
+    FrameShuffle,
+    PitchShift,
+    build_augmentation,
+    build_static_augmentation,
+)
 from dsvae.config import TrainConfig, load_config
 from dsvae.data import write_dataset
 from dsvae.errors import ConfigError
@@ -86,6 +93,30 @@ def test_channel_permutation():
         ChannelPermutation()(torch.zeros(2, 3, 10))
 
 
+def test_frame_shuffle_permutes_time_and_mirrors():
+    x = torch.arange(5 * 6 * 2 * 3 * 4, dtype=torch.float32).view(5, 6, 2, 3, 4)
+    y = FrameShuffle()(x, torch.Generator().manual_seed(0))
+    assert torch.equal(y, FrameShuffle()(x, torch.Generator().manual_seed(0)))
+    orders = []
+    for b in range(5):
+        order = [next(s for s in range(6) if torch.equal(y[b, t], x[b, s])) for t in range(6)]
+        assert sorted(order) == list(range(6))  # every frame once, nothing else changed
+        orders.append(order)
+    assert len({tuple(o) for o in orders}) > 1  # one order per sequence
+    mirrored = FrameShuffle(mirror=True)(x, torch.Generator().manual_seed(0))
+    assert torch.equal(mirrored, y.flip(-1))  # the same orders, each frame left-right flipped
+    spectra = torch.rand(3, 4, 7)
+    assert torch.equal(FrameShuffle()(spectra).sort(1).values, spectra.sort(1).values)
+    with pytest.raises(ConfigError, match="mirroring needs"):
+        FrameShuffle(mirror=True)(spectra)
+    assert build_static_augmentation("mirror-shuffle", (3, 8, 8)).mirror
+    assert not build_static_augmentation("shuffle", (20,)).mirror
+    with pytest.raises(ConfigError, match="mirror-shuffle needs image frames"):
+        build_static_augmentation("mirror-shuffle", (20,))
+    with pytest.raises(ConfigError, match="static_contrast_augment must be one of"):
+        TrainConfig(static_contrast_augment="reverse")
+
+
 def test_build_augmentation_picks_by_data():
     mean, std = _stats()
     speech_meta = {
@@ -151,6 +182,30 @@ def test_contrast_weight_trains_with_the_channel_permutation(rgb_dir, tmp_path):
     assert [r["val/contrast"] != "" for r in rows if r["val/elbo"]] == [True]
 
 
+def test_static_contrast_weight_trains_with_the_frame_shuffle(rgb_dir, tmp_path):
+    from dsvae.train import train
+    from tiny import TINY_MODEL, TINY_TRAIN
+
+    overrides = [
+        *TINY_MODEL,
+        *TINY_TRAIN,
+        "train.max_epochs=1",
+        "train.static_contrast_weight=3.0",
+        "train.static_contrast_augment=mirror-shuffle",
+        "train.val_fraction=0.2",
+    ]
+    train(load_config("configs/quickstart.yaml", overrides), rgb_dir, tmp_path / "run")
+    with open(tmp_path / "run" / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    steps = [r for r in rows if r["train/loss"]]
+    assert steps
+    for r in steps:
+        expected = -float(r["train/elbo"]) + 3.0 * float(r["train/static_contrast"])
+        assert float(r["train/loss"]) == pytest.approx(expected, rel=1e-5, abs=1e-3)
+        assert 0.0 < float(r["train/static_contrast"]) < 2 * math.log(16)  # chance: log 16
+    assert [r["val/static_contrast"] != "" for r in rows if r["val/elbo"]] == [True]
+
+
 def test_contrast_weight_refuses_what_it_cannot_augment(tmp_path):
     from dsvae.data import make_bouncing_ball_dataset
     from dsvae.train import train
@@ -170,6 +225,20 @@ def test_contrast_weight_refuses_what_it_cannot_augment(tmp_path):
     )
     with pytest.raises(ConfigError, match="needs the stochastic dynamics"):
         DSVAEModule(baseline)
+    spectra = write_dataset(
+        tmp_path / "spectra",
+        np.zeros((10, 4, 6), np.float32),
+        {},
+        {"name": "s", "source": "zeros", "seed": 0, "licence": "none"},
+    )
+    mirrored = load_config(
+        "configs/quickstart.yaml",
+        [*TINY_MODEL, *TINY_TRAIN, "train.max_steps=1", "train.static_contrast_weight=1",
+         "train.static_contrast_augment=mirror-shuffle", "model.frames.kind=mlp"],
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="mirror-shuffle needs image frames"):
+        train(mirrored, spectra, tmp_path / "run2")
+    assert not (tmp_path / "run2").exists()
 
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 
 from dsvae.cli import main
+from dsvae.config import load_config
+from dsvae.data import SequenceDataset
+from dsvae.eval.sprites import probe_metric_names
+from dsvae.train.module import train_val_indices
 
 SHEETS = Path(__file__).resolve().parents[2] / "shared" / "data" / "lpc-sprites"
 TINY = [
@@ -71,6 +76,54 @@ def test_sprites_pipeline(tmp_path, capsys):
     code = run("evaluate", "sprites", tmp_path / "run", "--judge", tmp_path / "judge", "--data",
                tmp_path / "nope", "--out", tmp_path / "e2")  # fmt: skip
     assert code == 2
+
+
+@pytest.mark.skipif(
+    not SHEETS.is_dir(),
+    reason=f"LPC sprite sheets not found at {SHEETS} (licensed data beside the repo)",
+)
+def test_sprites_validation_tools(tmp_path, capsys):
+    """The in-training probe, the validation protocol and the ablation runner, on tiny data."""
+    data = tmp_path / "sprites"
+    assert run("data", "sprites", "--sheets", SHEETS, "--out", data, "--characters", "20") == 0
+    judge = tmp_path / "judge"
+    assert run("judge", "sprites", "--data", data, "--out", judge, "--epochs", "1") == 0
+    run_dir = tmp_path / "run"
+    code = run("train", "sprites-cpu", "--data", data / "train", "--out", run_dir, *TINY,
+               "--set", "train.max_epochs=2", "--judge", judge, "--judge-characters", "2")  # fmt: skip
+    assert code == 0
+    with (run_dir / "metrics.csv").open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("probe/skin")]
+    assert [int(float(r["epoch"])) for r in rows] == [0, 1]  # one probe per epoch
+    for name in probe_metric_names():
+        assert all(0.0 <= float(r[name]) <= 1.0 for r in rows), name
+    assert (run_dir / "disentanglement.png").stat().st_size > 1000
+
+    # the validation characters of the run's own split; the test split is not read
+    capsys.readouterr()
+    code = run("evaluate", "sprites", run_dir, "--judge", judge, "--data", data, "--split", "val",
+               "--out", tmp_path / "eval", "--no-figures")  # fmt: skip
+    assert code == 0
+    report = json.loads((tmp_path / "eval" / "sprites_eval.json").read_text())
+    assert report["split"] == "val"
+    cfg = load_config(run_dir / "config.yaml")
+    _, val = train_val_indices(SequenceDataset(data / "train"), cfg.train)
+    assert report["test_sequences"] == len(val) > 0
+    assert "validation" in capsys.readouterr().out
+
+    # a one-variant grid: trained, scored on validation, tabulated
+    grid = tmp_path / "grid.yaml"
+    tiny = [f"{a}" for a in TINY[1::2] if "max_epochs" not in a]
+    grid.write_text(json.dumps({"config": "sprites-cpu", "set": tiny, "budget": {"steps": 3},
+                                "probe_every": 0, "variants": [{"name": "tiny"}]}))  # fmt: skip
+    out = tmp_path / "abl"
+    code = run("ablate", grid, "--data", data, "--judge", judge, "--out", out, "--threads", "1")
+    assert code == 0
+    table = json.loads((out / "ablation.json").read_text())
+    (row,) = table["variants"]
+    assert row["name"] == "tiny" and row["status"] == "done" and row["steps"] == 3
+    assert 0.0 <= row["table1"]["skin"] <= 1.0
+    assert "| tiny |" in (out / "ablation.md").read_text()
 
 
 def test_bouncing_ball_evaluation(tmp_path, capsys):

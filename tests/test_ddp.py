@@ -17,7 +17,7 @@ from tiny import TINY_MODEL
 
 TINY = [
     *TINY_MODEL,
-    "model.frames.batch_norm=false",  # per-process batch statistics would differ
+    "model.frames.norm=none",  # per-process batch statistics would differ
     "train.lr=0.003",
     "train.progress_bar=false",
     "train.max_epochs=4",

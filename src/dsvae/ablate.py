@@ -4,7 +4,8 @@ A grid is a YAML file::
 
     config: sprites-cpu            # the shipped config (or a YAML path) every variant starts from
     set: [train.progress_bar=false]   # overrides for every variant (optional)
-    budget: {minutes: 40}          # or {epochs: 5}: train.max_time_minutes / train.max_epochs
+    budget: {minutes: 40}          # or {epochs: 5} or {steps: 1100}: train.max_time_minutes,
+                                   # train.max_epochs or train.max_steps
     probe_every: 1                 # score on validation characters every N epochs (optional)
     variants:
       - name: baseline             # no overrides: the config as it is
@@ -78,6 +79,13 @@ class Grid:
     def budget_overrides(self) -> list[str]:
         if "minutes" in self.budget:
             return [f"train.max_time_minutes={self.budget['minutes']}"]
+        if "steps" in self.budget:
+            # a step budget is the fair one when other work shares the CPU
+            return [
+                f"train.max_steps={int(self.budget['steps'])}",
+                "train.max_epochs=100000",
+                "train.max_time_minutes=null",
+            ]
         return [f"train.max_epochs={int(self.budget['epochs'])}", "train.max_time_minutes=null"]
 
 
@@ -111,13 +119,14 @@ def parse_grid(data: Any, where: str = "the grid") -> Grid:
     if (
         not isinstance(budget, dict)
         or len(budget) != 1
-        or next(iter(budget)) not in ("minutes", "epochs")
+        or next(iter(budget)) not in ("minutes", "epochs", "steps")
         or isinstance(next(iter(budget.values())), bool)
         or not isinstance(next(iter(budget.values())), int | float)
         or next(iter(budget.values())) <= 0
     ):
         raise ConfigError(
-            f"{where}: 'budget' must be {{minutes: M}} or {{epochs: E}} with a positive number, "
+            f"{where}: 'budget' must be {{minutes: M}}, {{epochs: E}} or {{steps: S}} with a "
+            "positive number, "
             f"got {budget!r}"
         )
     probe_every = data.get("probe_every", 1)

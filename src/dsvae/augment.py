@@ -11,7 +11,14 @@ ignore it and f has to explain it:
 * :class:`ChannelPermutation`, for RGB video: permutes the colour channels, one random
   permutation per sequence (the colours of a character, not its motion).
 
-Both take (B, T, ...) model-space batches and a ``torch.Generator`` for their randomness.
+The static posterior gets the mirror image of that idea: E_q[f] of a sequence and of a copy
+that keeps the content and loses the dynamics should match (``train.static_contrast_weight``):
+
+* :class:`FrameShuffle`: permutes the frames in time, one random order per sequence
+  (C-DSVAE's content augmentation), and optionally mirrors every image frame left to
+  right, which turns a character facing left into one facing right.
+
+All take (B, T, ...) model-space batches and a ``torch.Generator`` for their randomness.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from dsvae.config import CONTRAST_AUGMENTATIONS
+from dsvae.config import CONTRAST_AUGMENTATIONS, STATIC_AUGMENTATIONS
 from dsvae.errors import ConfigError
 
 
@@ -116,6 +123,43 @@ class ChannelPermutation:
         )
         index = perms.to(x.device).view(b, 1, c, 1, 1).expand(-1, x.shape[1], -1, *x.shape[3:])
         return x.gather(2, index)
+
+
+class FrameShuffle:
+    """Permutes the T frames of each sequence (one random order per sequence); ``mirror``
+    also flips every (C, H, W) frame along its width."""
+
+    def __init__(self, mirror: bool = False) -> None:
+        self.mirror = mirror
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.mirror and x.ndim != 5:
+            raise ConfigError(
+                f"mirroring needs (B, T, C, H, W) video, got {tuple(x.shape)}; "
+                "use train.static_contrast_augment=shuffle"
+            )
+        b, t = x.shape[:2]
+        device = x.device if generator is None else generator.device
+        order = torch.argsort(torch.rand(b, t, generator=generator, device=device), dim=1)
+        index = order.to(x.device).view(b, t, *([1] * (x.ndim - 2))).expand_as(x)
+        out = x.gather(1, index)
+        return out.flip(-1) if self.mirror else out
+
+
+def build_static_augmentation(name: str, frame_shape: Sequence[int]) -> Augmentation:
+    """The augmentation ``name`` (one of :data:`~dsvae.config.STATIC_AUGMENTATIONS`) for frames."""
+    if name not in STATIC_AUGMENTATIONS:
+        raise ConfigError(
+            f"train.static_contrast_augment must be one of {list(STATIC_AUGMENTATIONS)}, "
+            f"got {name!r}"
+        )
+    mirror = name == "mirror-shuffle"
+    if mirror and len(frame_shape) != 3:
+        raise ConfigError(
+            f"mirror-shuffle needs image frames (C, H, W), got frame shape {tuple(frame_shape)}; "
+            "use train.static_contrast_augment=shuffle"
+        )
+    return FrameShuffle(mirror=mirror)
 
 
 def build_augmentation(

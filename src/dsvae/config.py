@@ -21,6 +21,12 @@ import yaml
 
 from dsvae.errors import ConfigError
 
+FrameNorm = Literal["batch", "group", "layer", "none"]
+FRAME_NORMS: tuple[str, ...] = typing.get_args(FrameNorm)
+"""Values of ``model.frames.norm``."""
+StaticAugment = Literal["shuffle", "mirror-shuffle"]
+STATIC_AUGMENTATIONS: tuple[str, ...] = typing.get_args(StaticAugment)
+"""Values of ``train.static_contrast_augment`` (see :class:`dsvae.augment.FrameShuffle`)."""
 ContrastAugment = Literal["auto", "pitch", "channels"]
 CONTRAST_AUGMENTATIONS: tuple[str, ...] = typing.get_args(ContrastAugment)
 """Values of ``train.contrast_augment`` (the augmentations are in :mod:`dsvae.augment`)."""
@@ -45,6 +51,12 @@ class FrameNetConfig:
     ``kernel`` with stride ``strides[i]``; the decoder mirrors it with transposed
     convolutions. ``kind="mlp"`` is for feature vectors (D,), e.g. spectra, with
     hidden layer sizes ``hidden``. Both map a frame to ``feature_dim`` features.
+
+    ``norm`` is the normalisation after each conv layer: ``batch`` (BatchNorm over
+    the B*T frames of a batch, so in train mode the frames of a batch share
+    statistics), ``group`` (GroupNorm with up to 8 groups, computed within each
+    frame), ``layer`` (one group: LayerNorm over each frame's channels and pixels)
+    or ``none``. Only ``batch`` mixes frames.
     """
 
     kind: Literal["conv", "mlp"] = "conv"
@@ -53,10 +65,11 @@ class FrameNetConfig:
     kernel: int = 5
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     feature_dim: int = 256
-    batch_norm: bool = True
+    norm: FrameNorm = "batch"
 
     def __post_init__(self) -> None:
         _check_choice("model.frames.kind", self.kind, ("conv", "mlp"))
+        _check_choice("model.frames.norm", self.norm, FRAME_NORMS)
         _check_positive("model.frames.feature_dim", self.feature_dim)
         if self.kind == "conv":
             if not self.channels:
@@ -169,6 +182,10 @@ class TrainConfig:
     augmented copy (``contrast_augment``: ``pitch`` shifts speech spectra by up to
     ``pitch_max_factor``, ``channels`` permutes RGB channels, ``auto`` picks by the
     data; C-DSVAE's idea), with cosine similarities over ``contrast_temperature``.
+    ``static_contrast_weight`` > 0 adds the same loss between E_q[f] of each sequence and
+    of a copy that keeps its content and loses its dynamics (``static_contrast_augment``:
+    ``shuffle`` permutes the frames in time, as C-DSVAE does; ``mirror-shuffle`` also
+    mirrors every frame left to right, so that f cannot hold which way a video faces).
 
     ``val_fraction`` of the sequences are held out for validation, drawn at random with
     ``val_seed`` (``None``: ``seed``). With ``val_group`` naming a label of the data set
@@ -205,6 +222,8 @@ class TrainConfig:
     contrast_weight: float = 0.0
     contrast_augment: ContrastAugment = "auto"
     contrast_temperature: float = 0.5
+    static_contrast_weight: float = 0.0
+    static_contrast_augment: StaticAugment = "shuffle"
     pitch_max_factor: float = 1.8
     kl_warmup_steps: int = 0
     grad_clip: float | None = None
@@ -242,6 +261,7 @@ class TrainConfig:
             "beta_z",
             "mi_weight",
             "contrast_weight",
+            "static_contrast_weight",
             "kl_warmup_steps",
             "num_workers",
         ):
@@ -252,6 +272,9 @@ class TrainConfig:
         if self.pitch_max_factor < 1.0:
             raise ConfigError(f"train.pitch_max_factor must be >= 1, got {self.pitch_max_factor}")
         _check_choice("train.contrast_augment", self.contrast_augment, CONTRAST_AUGMENTATIONS)
+        _check_choice(
+            "train.static_contrast_augment", self.static_contrast_augment, STATIC_AUGMENTATIONS
+        )
         if self.grad_clip is not None:
             _check_positive("train.grad_clip", self.grad_clip)
         _check_positive("train.checkpoint_every_n_epochs", self.checkpoint_every_n_epochs)
@@ -284,6 +307,11 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     where = prefix.rstrip(".") or "the config"
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a mapping of keys to values, got {type(data).__name__}")
+    if cls is FrameNetConfig and "batch_norm" in data and "norm" not in data:
+        # files written before ``norm`` replaced the boolean ``batch_norm``
+        legacy = data["batch_norm"]
+        data = {k: v for k, v in data.items() if k != "batch_norm"}
+        data["norm"] = "batch" if legacy is True else "none" if legacy is False else legacy
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:

@@ -8,6 +8,8 @@ Two families, chosen by ``FrameNetConfig.kind``: convolutional for images
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -16,6 +18,17 @@ from dsvae.config import FrameNetConfig
 
 def _act() -> nn.Module:
     return nn.LeakyReLU(0.2)
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    """The normalisation ``model.frames.norm`` names, for a conv layer's output."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(8, channels), channels)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)
+    return nn.Identity()
 
 
 class ConvFrameEncoder(nn.Module):
@@ -27,7 +40,7 @@ class ConvFrameEncoder(nn.Module):
         layers: list[nn.Module] = []
         for out_ch, stride in zip(cfg.channels, cfg.strides, strict=True):
             layers.append(nn.Conv2d(in_ch, out_ch, cfg.kernel, stride, cfg.kernel // 2))
-            layers.append(nn.BatchNorm2d(out_ch) if cfg.batch_norm else nn.Identity())
+            layers.append(_norm(cfg.norm, out_ch))
             layers.append(_act())
             in_ch = out_ch
         self.conv = nn.Sequential(*layers)
@@ -54,7 +67,7 @@ class ConvFrameDecoder(nn.Module):
         for i in reversed(range(len(cfg.channels))):
             layers.append(_upsample(cfg.channels[i], targets[i], cfg.kernel, cfg.strides[i]))
             if i > 0:
-                layers.append(nn.BatchNorm2d(targets[i]) if cfg.batch_norm else nn.Identity())
+                layers.append(_norm(cfg.norm, targets[i]))
                 layers.append(_act())
         self.deconv = nn.Sequential(*layers)
 

@@ -12,7 +12,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler, Subset
 
-from dsvae.augment import Augmentation, build_augmentation
+from dsvae.augment import (
+    Augmentation,
+    FrameShuffle,
+    build_augmentation,
+    build_static_augmentation,
+)
 from dsvae.config import ExperimentConfig, TrainConfig
 from dsvae.data import SequenceDataset, prepare_frames, split_groups, split_indices
 from dsvae.errors import ConfigError, DsvaeError
@@ -28,7 +33,11 @@ def metric_names(cfg: TrainConfig) -> tuple[str, ...]:
     """The columns of a run's metrics.csv under this training config."""
     extra = [
         name
-        for name, weight in (("mi", cfg.mi_weight), ("contrast", cfg.contrast_weight))
+        for name, weight in (
+            ("mi", cfg.mi_weight),
+            ("contrast", cfg.contrast_weight),
+            ("static_contrast", cfg.static_contrast_weight),
+        )
         if weight > 0
     ]
     return METRICS + tuple(f"{stage}/{name}" for name in extra for stage in ("train", "val"))
@@ -44,9 +53,12 @@ def check_objective(
     """Check that the model and data suit the loss terms the config asks for.
 
     Returns the augmentation that ``train.contrast_weight`` > 0 needs (built for
-    ``dataset``), else None; raises :class:`ConfigError` with what to change.
+    ``dataset``), else None; raises :class:`ConfigError` with what to change. The frame
+    shuffle of ``train.static_contrast_weight`` is checked against the frames too.
     """
     cfg = config.train
+    if cfg.static_contrast_weight > 0 and dataset is not None:
+        build_static_augmentation(cfg.static_contrast_augment, dataset.frame_shape)
     if cfg.contrast_weight <= 0:
         return None
     if config.model.dynamics != "stochastic":
@@ -65,7 +77,8 @@ class DSVAEModule(pl.LightningModule):
     """Trains a :class:`DSVAE` by maximising the ELBO (Eq. 2) with Adam.
 
     The config can weight the KL terms and add the terms of :meth:`extra_terms`
-    (``train.mi_weight``, ``train.contrast_weight``); by default the loss is -ELBO.
+    (``train.mi_weight``, ``train.contrast_weight``, ``train.static_contrast_weight``); by
+    default the loss is -ELBO.
     """
 
     def __init__(self, config: ExperimentConfig, augment: Augmentation | None = None) -> None:
@@ -79,6 +92,7 @@ class DSVAEModule(pl.LightningModule):
         self.device_frames: torch.Tensor | None = None
         # the augmentation of train.contrast_weight; built from the data when fitting starts
         self.augment = augment
+        self.static_augment = FrameShuffle(config.train.static_contrast_augment == "mirror-shuffle")
         check_objective(config)
 
     @property
@@ -130,6 +144,15 @@ class DSVAEModule(pl.LightningModule):
                 out.q_z.mean.flatten(1), mu_aug.flatten(1), cfg.contrast_temperature
             )
             total = total + cfg.contrast_weight * terms["contrast"]
+        if cfg.static_contrast_weight > 0:
+            # f of a time-shuffled (and maybe mirrored) copy: same content, no dynamics
+            q_f_aug = self.model.posterior_f(
+                self.model.encode_features(self.static_augment(x, generator))
+            )
+            terms["static_contrast"] = info_nce(
+                out.q_f.mean, q_f_aug.mean, cfg.contrast_temperature
+            )
+            total = total + cfg.static_contrast_weight * terms["static_contrast"]
         return terms, total
 
     def kl_weight(self) -> float:
