@@ -164,8 +164,8 @@ def _ablate_parser(sub) -> None:
         sub,
         "ablate",
         "train config variants and score them on validation characters",
-        "Train every variant of a grid (a YAML file: a base config, a budget in minutes or "
-        "epochs, and variants as lists of --set overrides) and score each on the validation "
+        "Train every variant of a grid (a YAML file: a base config, a budget in minutes, "
+        "epochs or steps, and variants as lists of --set overrides) and score each on the validation "
         "characters its run held out of the Sprites training split, never the test split: "
         "Table 1, the later-work action Acc and the swap diagnostic, during training "
         "(metrics.csv, disentanglement.png) and at the end. Writes OUT/ablation.md and "
