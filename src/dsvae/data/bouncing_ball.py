@@ -8,6 +8,10 @@ Coordinates: pymunk space units are pixels of the frame, x = column and y = row 
 down, as in the image). Pixel (row, col) covers ``[col, col + 1) x [row, row + 1)`` and is
 lit when its centre ``(col + 0.5, row + 0.5)`` lies within the radius of the ball's centre,
 so the stored ``positions`` (x, y) match the mean of the lit pixels' (col + 0.5, row + 0.5).
+
+Bouncing shapes: with :class:`~dsvae.data.shapes.StaticFactors` each sequence gets its own
+shape, size and grey level (its content), drawn from a random stream of its own, so the
+trajectories are those of the same seed without factors; the default is the paper's ball.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dsvae.data.dataset import DatasetWriter
+from dsvae.data.shapes import SHAPES, Shape, StaticFactors, render
 from dsvae.errors import DataError
 
 if TYPE_CHECKING:  # pymunk is imported where the physics runs, not with dsvae.data
@@ -38,7 +43,9 @@ _BLOCK = 256  # sequences simulated and written at a time by make_bouncing_ball_
 
 
 def _substeps(max_speed: float, dt: float, radius: float) -> int:
-    """Physics steps per frame so that the ball moves at most ``radius * _SLOP`` per step.
+    """Physics steps per frame so that a body moves at most ``radius * _SLOP`` per step.
+
+    ``radius`` is the body's inradius (the ball's radius; a polygon's nearest edge).
 
     The ball then overlaps a wall by at most that much before it bounces, which pymunk
     tolerates (collision slop) instead of pushing it out, so between bounces it moves at
@@ -64,6 +71,7 @@ def _check_args(
     radius: float,
     speed_range: tuple[float, float],
     dt: float,
+    factors: StaticFactors | None = None,
 ) -> None:
     if not isinstance(seed, int) or seed < 0:
         raise DataError(f"seed must be a non-negative integer, got {seed!r}")
@@ -77,14 +85,16 @@ def _check_args(
     if dt <= 0:
         raise DataError(f"dt must be positive, got {dt}")
     room = _wall_distance(CENTRE_32, np.array(POLYGON_32, float)) - START_JITTER_32 * math.sqrt(2)
-    if not 0 < radius < room:
+    if factors is not None and not factors.is_paper:
+        factors.check_room(room)
+    elif not 0 < radius < room:
         raise DataError(
             f"radius must be in (0, {room:.2f}) to start inside the walls, got {radius}"
         )
 
 
 def _make_space(polygon: np.ndarray, radius: float) -> pymunk.Space:
-    """An empty, gravity-free, undamped space walled in by ``polygon``."""
+    """An empty, gravity-free, undamped space walled in by ``polygon`` (slop from ``radius``)."""
     import pymunk
 
     space = pymunk.Space()
@@ -113,6 +123,24 @@ def _add_ball(
     return body
 
 
+def _add_polygon(
+    space: pymunk.Space,
+    vertices: list[tuple[float, float]],
+    position: np.ndarray,
+    velocity: np.ndarray,
+) -> pymunk.Body:
+    """A frictionless, fully elastic convex polygon that never rotates (infinite moment)."""
+    import pymunk
+
+    body = pymunk.Body(1.0, float("inf"))
+    body.position = tuple(position)
+    body.velocity = tuple(velocity)
+    poly = pymunk.Poly(body, vertices)
+    poly.elasticity, poly.friction = 1.0, 0.0
+    space.add(body, poly)
+    return body
+
+
 def _random_start(
     rng: np.random.Generator, scale: float, speed_range: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -131,12 +159,21 @@ def _trajectory(
     radius: float,
     speed_range: tuple[float, float],
     dt: float,
+    shape: Shape = SHAPES["ball"],
 ) -> np.ndarray:
-    """Ball centres ``(length, 2)`` at times 0, dt, 2 dt, ... from a random start."""
-    radius = radius * scale
-    space = _make_space(np.array(POLYGON_32, dtype=np.float64) * scale, radius)
-    body = _add_ball(space, radius, *_random_start(rng, scale, speed_range))
-    k = _substeps(speed_range[1] * scale, dt, radius)
+    """Body centres ``(length, 2)`` at times 0, dt, 2 dt, ... from a random start.
+
+    ``radius`` is the shape's size on the 32 px canvas (a ball's radius).
+    """
+    size = radius * scale
+    inner = shape.inner * size
+    space = _make_space(np.array(POLYGON_32, dtype=np.float64) * scale, inner)
+    start = _random_start(rng, scale, speed_range)
+    if shape.vertices is None:
+        body = _add_ball(space, size, *start)
+    else:
+        body = _add_polygon(space, shape.scaled(size), *start)
+    k = _substeps(speed_range[1] * scale, dt, inner)
     out = np.empty((length, 2), dtype=np.float64)
     out[0] = body.position
     for t in range(1, length):
@@ -165,17 +202,32 @@ def _simulate_range(
     speed_range: tuple[float, float],
     dt: float,
     progress: tqdm,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Frames and positions of sequences ``start .. stop - 1``; sequence i depends on (seed, i)."""
+    factors: StaticFactors | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames, positions and factor indices (n, 3) of sequences ``start .. stop - 1``.
+
+    Sequence i depends on (seed, i) only; its content is drawn from a stream of its own.
+    """
+    factors = factors or StaticFactors(sizes=(radius,))
     scale = size / 32.0
     positions = np.empty((stop - start, length, 2), dtype=np.float32)  # (n, T, 2)
     frames = np.empty((stop - start, length, size, size, 1), dtype=np.uint8)  # (n, T, H, W, 1)
+    content = np.zeros((stop - start, 3), dtype=np.int64)  # (n, [shape, size, grey])
     for j, i in enumerate(range(start, stop)):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i,)))
-        positions[j] = _trajectory(rng, length, scale, radius, speed_range, dt)
-        frames[j] = rasterise(positions[j], size, radius * scale)
+        if not factors.is_paper:
+            content[j] = factors.draw(
+                np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i, 1)))
+            )
+        shape, r, grey = (
+            factors.bodies[content[j, 0]],
+            factors.sizes[content[j, 1]],
+            factors.greys[content[j, 2]],
+        )
+        positions[j] = _trajectory(rng, length, scale, r, speed_range, dt, shape)
+        frames[j] = render(shape, r * scale, grey, positions[j], size)
         progress.update(1)
-    return frames, positions
+    return frames, positions, content
 
 
 def simulate_bouncing_ball(
@@ -198,9 +250,41 @@ def simulate_bouncing_ball(
     sizes the polygon, radius and speed all scale by ``size / 32``, so only resolution
     changes. Sequence i depends only on ``(seed, i)``, not on ``n``.
     """
-    _check_args(n, length, size, seed, radius, speed_range, dt)
-    with tqdm(total=n, desc="bouncing ball", unit="seq", disable=not show_progress) as bar:
-        return _simulate_range(0, n, length, size, seed, radius, speed_range, dt, bar)
+    frames, positions, _ = simulate_bouncing_shapes(
+        n,
+        length,
+        StaticFactors(sizes=(radius,)),
+        size=size,
+        seed=seed,
+        speed_range=speed_range,
+        dt=dt,
+        show_progress=show_progress,
+    )
+    return frames, positions
+
+
+def simulate_bouncing_shapes(
+    n: int,
+    length: int,
+    factors: StaticFactors,
+    *,
+    size: int = 32,
+    seed: int = 0,
+    speed_range: tuple[float, float] = (10.0, 15.0),
+    dt: float = 0.2,
+    show_progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bouncing shapes: each sequence's shape, size and grey level drawn from ``factors``.
+
+    Returns frames and positions as :func:`simulate_bouncing_ball` does (frames in
+    {0, grey}), and int64 ``(n, 3)`` indices into ``factors.shapes``, ``factors.sizes`` and
+    ``factors.greys``. The trajectories depend on the shape and size only through the
+    collisions: the start, direction and speed are those of the same seed without factors.
+    """
+    radius = factors.sizes[0]
+    _check_args(n, length, size, seed, radius, speed_range, dt, factors)
+    with tqdm(total=n, desc="bouncing shapes", unit="seq", disable=not show_progress) as bar:
+        return _simulate_range(0, n, length, size, seed, radius, speed_range, dt, bar, factors)
 
 
 def make_bouncing_ball_dataset(
@@ -211,29 +295,39 @@ def make_bouncing_ball_dataset(
     seed: int = 0,
     overwrite: bool = False,
     show_progress: bool = False,
+    factors: StaticFactors | None = None,
 ) -> Path:
     """Simulate a bouncing-ball data set and write it to ``out_dir``; return the folder.
 
     The defaults are the paper's: 5,000 sequences of 30 frames at 32x32. Sequences are
     simulated and written in blocks, so memory stays small whatever ``n`` is. Labels:
-    ``positions`` float32 ``(N, T, 2)``.
+    ``positions`` float32 ``(N, T, 2)``; with ``factors`` (bouncing shapes) also ``shape``
+    (index into meta's ``factors.shapes``), ``size`` (pixels of the frame) and ``grey``
+    per sequence. Every argument is checked before anything is written.
     """
-    radius, speed_range, dt = 3.0, (10.0, 15.0), 0.2
-    _check_args(n, length, size, seed, radius, speed_range, dt)
+    factors = factors or StaticFactors()
+    radius, speed_range, dt = factors.sizes[0], (10.0, 15.0), 0.2
+    _check_args(n, length, size, seed, radius, speed_range, dt, factors)
     positions = np.empty((n, length, 2), dtype=np.float32)  # (N, T, 2)
+    content = np.empty((n, 3), dtype=np.int64)  # (N, [shape, size, grey])
     shape = (length, size, size, 1)
     with (
         DatasetWriter(out_dir, n, shape, np.uint8, overwrite=overwrite) as writer,
-        tqdm(total=n, desc="bouncing ball", unit="seq", disable=not show_progress) as bar,
+        tqdm(total=n, desc="bouncing shapes", unit="seq", disable=not show_progress) as bar,
     ):
         for start in range(0, n, _BLOCK):
             stop = min(n, start + _BLOCK)
-            args = (length, size, seed, radius, speed_range, dt, bar)
-            frames, block_positions = _simulate_range(start, stop, *args)
-            positions[start:stop] = block_positions
+            args = (length, size, seed, radius, speed_range, dt, bar, factors)
+            frames, positions[start:stop], content[start:stop] = _simulate_range(start, stop, *args)
             writer.write(start, frames)
-        meta = _meta(n, length, size, seed, radius, speed_range, dt)
-        return writer.finish({"positions": positions}, meta)
+        labels = {"positions": positions}
+        if not factors.is_paper:
+            scale = size / 32.0
+            labels["shape"] = content[:, 0]
+            labels["size"] = np.asarray(factors.sizes, np.float32)[content[:, 1]] * scale
+            labels["grey"] = np.asarray(factors.greys, np.uint8)[content[:, 2]]
+        meta = _meta(n, length, size, seed, speed_range, dt, factors)
+        return writer.finish(labels, meta)
 
 
 def _meta(
@@ -241,13 +335,15 @@ def _meta(
     length: int,
     size: int,
     seed: int,
-    radius: float,
     speed_range: tuple[float, float],
     dt: float,
+    factors: StaticFactors,
 ) -> dict:
     scale = size / 32.0
-    return {
-        "name": "bouncing-ball",
+    radius = factors.sizes[0]
+    inner = min(body.inner * r for body in factors.bodies for r in factors.sizes)
+    meta = {
+        "name": "bouncing-ball" if factors.is_paper else "bouncing-shapes",
         "source": SOURCE,
         "seed": seed,
         "licence": LICENCE,
@@ -259,12 +355,27 @@ def _meta(
             "radius": radius * scale,
             "speed_range": [s * scale for s in speed_range],
             "dt": dt,
-            "substeps": _substeps(speed_range[1] * scale, dt, radius * scale),
+            "substeps": _substeps(speed_range[1] * scale, dt, inner * scale),
             "start": f"uniform within {START_JITTER_32 * scale} px of "
             f"({CENTRE_32[0] * scale}, {CENTRE_32[1] * scale}), uniform direction",
         },
         "labels": {
-            "positions": "ball centre (x, y) in pixels; x = column, y = row; "
+            "positions": "centre (x, y) of the ball or shape in pixels; x = column, y = row; "
             "pixel (row, col) has centre (col + 0.5, row + 0.5)"
         },
     }
+    if not factors.is_paper:
+        meta["factors"] = {
+            **factors.to_json(),
+            "sizes_px": [r * scale for r in factors.sizes],
+            "drawn": "uniformly and independently per sequence",
+            "size": "radius of the disc of equal area, on the 32 px canvas",
+            "rotation": "none: shapes keep their orientation (infinite moment of inertia)",
+        }
+        meta["simulation"].pop("radius")
+        meta["labels"].update(
+            shape="index into factors.shapes, per sequence",
+            size="size in pixels of the frame (radius of the equal-area disc), per sequence",
+            grey="pixel value the shape is drawn with, per sequence",
+        )
+    return meta
