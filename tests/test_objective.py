@@ -13,19 +13,11 @@ from dsvae.model import build_model
 from dsvae.model.information import info_nce, mi_penalty
 from dsvae.model.objective import Objective, extra_term_names, kl_warmup
 from dsvae.train.run import resolve_frame_shape
-
-TINY = [
-    "model.f_dim=4",
-    "model.z_dim=3",
-    "model.hidden_dim=8",
-    "model.frames.channels=[4,4]",
-    "model.frames.strides=[2,2]",
-    "model.frames.feature_dim=16",
-]
+from tiny import TINY_MODEL
 
 
 def _config(*extra: str) -> ExperimentConfig:
-    return load_config(None, [*TINY, "model.frame_shape=[3,16,16]", *extra])
+    return load_config(None, [*TINY_MODEL, "model.frame_shape=[3,16,16]", *extra])
 
 
 def test_kl_warmup_is_linear_from_the_first_step():
@@ -95,7 +87,7 @@ def test_the_loss_is_the_weighted_elbo_plus_the_weighted_terms():
 
 
 def test_resolve_frame_shape_returns_a_new_config():
-    config = load_config(None, TINY)
+    config = load_config(None, TINY_MODEL)
     resolved = resolve_frame_shape(config, (1, 16, 16))
     assert resolved.model.frame_shape == [1, 16, 16] and config.model.frame_shape is None
     assert resolved.train is config.train
@@ -106,7 +98,9 @@ def test_resolve_frame_shape_returns_a_new_config():
 @pytest.mark.parametrize("dynamics", ["lstm-f", "lstm-c"])
 def test_the_baselines_share_the_interface_ops_uses(dynamics):
     torch.manual_seed(0)
-    config = load_config(None, [*TINY, "model.frame_shape=[1,16,16]", f"model.dynamics={dynamics}"])
+    config = load_config(
+        None, [*TINY_MODEL, "model.frame_shape=[1,16,16]", f"model.dynamics={dynamics}"]
+    )
     model = build_model(config.model).eval()
     x = torch.rand(2, 5, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     enc = ops.encode(model, x)
