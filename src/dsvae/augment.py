@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from dsvae.config import CONTRAST_AUGMENTATIONS, STATIC_AUGMENTATIONS
+from dsvae.choices import ContrastAugment, StaticAugment, check_choice, names
 from dsvae.errors import ConfigError
 
 
@@ -147,12 +147,8 @@ class FrameShuffle:
 
 
 def build_static_augmentation(name: str, frame_shape: Sequence[int]) -> Augmentation:
-    """The augmentation ``name`` (one of :data:`~dsvae.config.STATIC_AUGMENTATIONS`) for frames."""
-    if name not in STATIC_AUGMENTATIONS:
-        raise ConfigError(
-            f"train.static_contrast_augment must be one of {list(STATIC_AUGMENTATIONS)}, "
-            f"got {name!r}"
-        )
+    """The augmentation ``name`` (a :data:`~dsvae.choices.StaticAugment`) for frames."""
+    check_choice("train.static_contrast_augment", name, names(StaticAugment))
     mirror = name == "mirror-shuffle"
     if mirror and len(frame_shape) != 3:
         raise ConfigError(
@@ -165,15 +161,12 @@ def build_static_augmentation(name: str, frame_shape: Sequence[int]) -> Augmenta
 def build_augmentation(
     name: str, frame_shape: Sequence[int], meta: dict[str, Any], pitch_max_factor: float = 1.8
 ) -> Augmentation:
-    """The augmentation ``name`` (one of :data:`~dsvae.config.CONTRAST_AUGMENTATIONS`) for a data set.
+    """The augmentation ``name`` (a :data:`~dsvae.choices.ContrastAugment`) for a data set.
 
     ``auto`` picks the pitch shift for speech data sets (those with spectrogram settings
     in their meta) and the channel permutation for RGB video.
     """
-    if name not in CONTRAST_AUGMENTATIONS:
-        raise ConfigError(
-            f"train.contrast_augment must be one of {list(CONTRAST_AUGMENTATIONS)}, got {name!r}"
-        )
+    check_choice("train.contrast_augment", name, names(ContrastAugment))
     is_speech = "spectrogram" in meta
     is_rgb = len(frame_shape) == 3 and frame_shape[0] == 3
     if name == "auto":

@@ -19,22 +19,20 @@ from typing import Any, Literal
 
 import yaml
 
+from dsvae.choices import (
+    ContrastAugment,
+    Dynamics,
+    FrameKind,
+    FrameNorm,
+    LikelihoodKind,
+    LikelihoodScale,
+    MeanActivation,
+    Posterior,
+    StaticAugment,
+    check_choice,
+    names,
+)
 from dsvae.errors import ConfigError
-
-FrameNorm = Literal["batch", "group", "layer", "none"]
-FRAME_NORMS: tuple[str, ...] = typing.get_args(FrameNorm)
-"""Values of ``model.frames.norm``."""
-StaticAugment = Literal["shuffle", "mirror-shuffle"]
-STATIC_AUGMENTATIONS: tuple[str, ...] = typing.get_args(StaticAugment)
-"""Values of ``train.static_contrast_augment`` (see :class:`dsvae.augment.FrameShuffle`)."""
-ContrastAugment = Literal["auto", "pitch", "channels"]
-CONTRAST_AUGMENTATIONS: tuple[str, ...] = typing.get_args(ContrastAugment)
-"""Values of ``train.contrast_augment`` (the augmentations are in :mod:`dsvae.augment`)."""
-
-
-def _check_choice(name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
 def _check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
@@ -59,7 +57,7 @@ class FrameNetConfig:
     or ``none``. Only ``batch`` mixes frames.
     """
 
-    kind: Literal["conv", "mlp"] = "conv"
+    kind: FrameKind = "conv"
     channels: list[int] = field(default_factory=lambda: [64, 64, 64, 64])
     strides: list[int] = field(default_factory=lambda: [1, 2, 2, 2])
     kernel: int = 5
@@ -68,8 +66,8 @@ class FrameNetConfig:
     norm: FrameNorm = "batch"
 
     def __post_init__(self) -> None:
-        _check_choice("model.frames.kind", self.kind, ("conv", "mlp"))
-        _check_choice("model.frames.norm", self.norm, FRAME_NORMS)
+        check_choice("model.frames.kind", self.kind, names(FrameKind))
+        check_choice("model.frames.norm", self.norm, names(FrameNorm))
         _check_positive("model.frames.feature_dim", self.feature_dim)
         if self.kind == "conv":
             if not self.channels:
@@ -80,7 +78,7 @@ class FrameNetConfig:
                     f"{len(self.channels)} channels but {len(self.strides)} strides"
                 )
             for s in self.strides:
-                _check_choice("model.frames.strides[i]", s, (1, 2))
+                check_choice("model.frames.strides[i]", s, (1, 2))
             if self.kernel < 1 or self.kernel % 2 == 0:
                 raise ConfigError(f"model.frames.kernel must be odd and >= 1, got {self.kernel}")
             for c in self.channels:
@@ -104,16 +102,18 @@ class LikelihoodConfig:
     ``mean_activation="sigmoid"`` keeps image means in [0, 1].
     """
 
-    kind: Literal["bernoulli", "gaussian"] = "bernoulli"
-    scale: Literal["fixed", "learned"] = "fixed"
+    kind: LikelihoodKind = "bernoulli"
+    scale: LikelihoodScale = "fixed"
     scale_value: float = 0.1
-    mean_activation: Literal["sigmoid", "none"] = "sigmoid"
+    mean_activation: MeanActivation = "sigmoid"
     min_scale: float = 1e-3
 
     def __post_init__(self) -> None:
-        _check_choice("model.likelihood.kind", self.kind, ("bernoulli", "gaussian"))
-        _check_choice("model.likelihood.scale", self.scale, ("fixed", "learned"))
-        _check_choice("model.likelihood.mean_activation", self.mean_activation, ("sigmoid", "none"))
+        check_choice("model.likelihood.kind", self.kind, names(LikelihoodKind))
+        check_choice("model.likelihood.scale", self.scale, names(LikelihoodScale))
+        check_choice(
+            "model.likelihood.mean_activation", self.mean_activation, names(MeanActivation)
+        )
         _check_positive("model.likelihood.scale_value", self.scale_value)
         _check_positive("model.likelihood.min_scale", self.min_scale)
 
@@ -133,8 +133,8 @@ class ModelConfig:
     f_dim: int = 256
     z_dim: int = 32
     hidden_dim: int = 512
-    posterior: Literal["factorised", "full"] = "factorised"
-    dynamics: Literal["stochastic", "lstm-f", "lstm-c"] = "stochastic"
+    posterior: Posterior = "factorised"
+    dynamics: Dynamics = "stochastic"
     frame_shape: list[int] | None = None
     frames: FrameNetConfig = field(default_factory=FrameNetConfig)
     likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
@@ -142,8 +142,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name in ("f_dim", "z_dim", "hidden_dim"):
             _check_positive(f"model.{name}", getattr(self, name))
-        _check_choice("model.posterior", self.posterior, ("factorised", "full"))
-        _check_choice("model.dynamics", self.dynamics, ("stochastic", "lstm-f", "lstm-c"))
+        check_choice("model.posterior", self.posterior, names(Posterior))
+        check_choice("model.dynamics", self.dynamics, names(Dynamics))
         if self.frame_shape is not None:
             self.frame_shape = list(self.frame_shape)
             self.validate_frame_shape(self.frame_shape)
@@ -271,9 +271,9 @@ class TrainConfig:
         _check_positive("train.contrast_temperature", self.contrast_temperature)
         if self.pitch_max_factor < 1.0:
             raise ConfigError(f"train.pitch_max_factor must be >= 1, got {self.pitch_max_factor}")
-        _check_choice("train.contrast_augment", self.contrast_augment, CONTRAST_AUGMENTATIONS)
-        _check_choice(
-            "train.static_contrast_augment", self.static_contrast_augment, STATIC_AUGMENTATIONS
+        check_choice("train.contrast_augment", self.contrast_augment, names(ContrastAugment))
+        check_choice(
+            "train.static_contrast_augment", self.static_contrast_augment, names(StaticAugment)
         )
         if self.grad_clip is not None:
             _check_positive("train.grad_clip", self.grad_clip)
@@ -341,7 +341,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             errors[0] if len(errors) == 1 else f"{key} has an invalid value {value!r}"
         )
     if origin is Literal:
-        _check_choice(key, value, typing.get_args(tp))
+        check_choice(key, value, names(tp))
         return value
     if origin is list:
         if not isinstance(value, list | tuple):

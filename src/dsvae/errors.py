@@ -17,5 +17,10 @@ class DataError(DsvaeError, ValueError):
     """A data set is missing, empty, or has frames of the wrong dtype or shape."""
 
 
+class ArgumentError(DsvaeError, ValueError):
+    """An operation was called with arguments that do not fit: a count below 1, neither
+    or both of two alternatives, a choice it does not know."""
+
+
 class ModelFileError(DsvaeError):
     """A saved model folder is incomplete or its files are not what they claim."""

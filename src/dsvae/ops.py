@@ -1,5 +1,8 @@
 """Every operation of Section 2 as a function of a trained :class:`~dsvae.model.DSVAE`.
 
+Encoding, decoding, reconstruction, the swap and imputation work on any
+:class:`~dsvae.model.sequence.SequenceModel` (the deterministic baselines of Section 4.3
+too, whose z is global); generation from the prior needs the DSVAE's p(z_1:T).
 All functions take model-space frames (B, T, *frame) as floats (see
 ``dsvae.data.prepare_frames``), run without gradients, and take randomness only
 from an explicit ``generator``: the same generator state gives the same output.
@@ -18,10 +21,10 @@ from typing import Literal, ParamSpec, TypeVar
 import torch
 from torch.distributions import Independent
 
-from dsvae.errors import DataError
-from dsvae.model.deterministic import DeterministicSequenceVAE
+from dsvae.errors import ArgumentError, DataError
 from dsvae.model.distributions import rsample
 from dsvae.model.dsvae import DSVAE
+from dsvae.model.sequence import SequenceModel
 
 
 @dataclass
@@ -31,7 +34,7 @@ class Encoding:
     q_f: Independent
     q_z: Independent
     f: torch.Tensor  # (B, F)
-    z: torch.Tensor  # (B, T, Z)
+    z: torch.Tensor  # (B, T, Z), or (B, Z) for a global z
 
 
 P = ParamSpec("P")
@@ -66,7 +69,11 @@ def _draw(dist: Independent, sample: bool, generator: torch.Generator | None) ->
 
 @inference
 def encode(
-    model: DSVAE, x: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None
+    model: SequenceModel,
+    x: torch.Tensor,
+    *,
+    sample: bool = False,
+    generator: torch.Generator | None = None,
 ) -> Encoding:
     """Infer f ~ q(f | x_1:T) and z_1:T ~ q(z_1:T | ...) (means unless ``sample``)."""
     features = model.encode_features(x)
@@ -77,25 +84,27 @@ def encode(
 
 
 @inference
-def decode(model: DSVAE, z: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """Mean of p(x_t | z_t, f) for z (B, T, Z) and f (B, F): frames (B, T, *frame)."""
-    return model.decode(z, f).mean
+def decode(
+    model: SequenceModel, z: torch.Tensor, f: torch.Tensor, length: int | None = None
+) -> torch.Tensor:
+    """Mean of p(x_t | z_t, f) for z (B, T, Z) and f (B, F): frames (B, T, *frame).
+
+    A global z (B, Z) of the baselines needs the number of frames, ``length``.
+    """
+    return model.decode(z, f, length).mean
 
 
 @inference
 def reconstruct(
-    model: DSVAE | DeterministicSequenceVAE,
+    model: SequenceModel,
     x: torch.Tensor,
     *,
     sample: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Encode ``x`` and decode it again (Fig. 3 b); for the baselines, from f and global z."""
-    if isinstance(model, DeterministicSequenceVAE):
-        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        return model.impute(x, mask, sample, generator)
     enc = encode(model, x, sample=sample, generator=generator)
-    return decode(model, enc.z, enc.f)
+    return decode(model, enc.z, enc.f, x.shape[1])
 
 
 @inference
@@ -137,7 +146,7 @@ def generate_fixed_z(
     """One dynamics z_1:T (given (T, Z), or drawn from the prior) with K contents f^k ~ p(f) (Fig. 3 h)."""
     if z is None:
         if length is None:
-            raise ValueError("generate_fixed_z needs either z or length")
+            raise ArgumentError("generate_fixed_z needs either z or length")
         _check_count(k, length)
         z = model.sample_z(1, length, generator)[0]
     _check_count(k, z.shape[-2])
@@ -162,7 +171,7 @@ def conditional_generate(
     on the encoded f, as in training.
     """
     if keep not in ("f", "z"):
-        raise ValueError(f"keep must be 'f' or 'z', got {keep!r}")
+        raise ArgumentError(f"keep must be 'f' or 'z', got {keep!r}")
     enc = encode(model, x, sample=sample, generator=generator)
     b, t = x.shape[:2]
     if keep == "f":
@@ -172,7 +181,7 @@ def conditional_generate(
 
 @inference
 def swap(
-    model: DSVAE,
+    model: SequenceModel,
     x_a: torch.Tensor,
     x_b: torch.Tensor,
     *,
@@ -190,12 +199,13 @@ def swap(
         )
     a = encode(model, x_a, sample=sample, generator=generator)
     b = encode(model, x_b, sample=sample, generator=generator)
-    return decode(model, b.z, a.f), decode(model, a.z, b.f)
+    t = x_a.shape[1]
+    return decode(model, b.z, a.f, t), decode(model, a.z, b.f, t)
 
 
 def _check_count(n: int, length: int) -> None:
     if n < 1 or length < 1:
-        raise ValueError(
+        raise ArgumentError(
             f"need at least one sequence of at least one frame, got n={n}, length={length}"
         )
 
@@ -211,7 +221,7 @@ def observed_mask(batch: int, length: int, observed: int, device=None) -> torch.
 
 @inference
 def impute(
-    model: DSVAE | DeterministicSequenceVAE,
+    model: SequenceModel,
     x: torch.Tensor,
     mask: torch.Tensor | None = None,
     *,
@@ -239,7 +249,7 @@ def impute(
     model.check_frames(x)
     b, t = x.shape[:2]
     if (mask is None) == (observed is None):
-        raise ValueError("impute needs exactly one of mask= or observed=")
+        raise ArgumentError("impute needs exactly one of mask= or observed=")
     mask = observed_mask(b, t, observed, x.device) if mask is None else mask.to(x.device).bool()
     if mask.shape != (b, t):
         raise DataError(f"mask must have shape (B, T) = {(b, t)}, got {tuple(mask.shape)}")

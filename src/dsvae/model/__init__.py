@@ -2,7 +2,7 @@
 
 from dsvae.model.deterministic import DeterministicDynamics, DeterministicSequenceVAE
 from dsvae.model.distributions import FrameLikelihood, diag_gaussian, rsample
-from dsvae.model.dsvae import DSVAE, DSVAEOutput
+from dsvae.model.dsvae import DSVAE
 from dsvae.model.frames import (
     ConvFrameDecoder,
     ConvFrameEncoder,
@@ -17,6 +17,7 @@ from dsvae.model.posteriors import (
 )
 from dsvae.model.prior import DynamicsPrior
 from dsvae.model.registry import MODELS, build_model
+from dsvae.model.sequence import DSVAEOutput, SequenceModel
 
 __all__ = [
     "DSVAE",
@@ -33,6 +34,7 @@ __all__ = [
     "FullDynamicsPosterior",
     "MlpFrameDecoder",
     "MlpFrameEncoder",
+    "SequenceModel",
     "StaticPosterior",
     "diag_gaussian",
     "load_model",

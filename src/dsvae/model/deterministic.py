@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributions import Independent, kl_divergence
+from torch.distributions import Independent
 
+from dsvae.choices import BaselineDynamics, names
 from dsvae.config import ModelConfig
-from dsvae.errors import ConfigError
+from dsvae.errors import ArgumentError, ConfigError
 from dsvae.model.distributions import FrameLikelihood, rsample, standard_normal
-from dsvae.model.dsvae import DSVAEOutput, SequenceModel, elbo_terms
 from dsvae.model.frames import build_frame_networks
 from dsvae.model.posteriors import StaticPosterior
 from dsvae.model.recurrent import LSTM
+from dsvae.model.sequence import SequenceModel
 
 
 class DeterministicDynamics(nn.Module):
@@ -53,7 +54,10 @@ class DeterministicDynamics(nn.Module):
 
 
 class DeterministicSequenceVAE(SequenceModel):
-    """LSTM-f / LSTM-c baseline (``config.dynamics``); the same interface as DSVAE's ELBO.
+    """LSTM-f / LSTM-c baseline (``config.dynamics``) with the DSVAE's interface and ELBO.
+
+    z is global: ``posterior_z`` has batch shape (B,) and ``decode`` needs the number of
+    frames to unroll the deterministic dynamics for.
 
     ``config.z_dim`` is the size of the global z (64 in the paper) and
     ``config.hidden_dim`` that of the LSTMs (512 in the paper).
@@ -63,9 +67,10 @@ class DeterministicSequenceVAE(SequenceModel):
         super().__init__()
         if config.frame_shape is None:
             raise ConfigError("model.frame_shape is not set; train fills it in from the data set")
-        if config.dynamics not in ("lstm-f", "lstm-c"):
+        if config.dynamics not in names(BaselineDynamics):
             raise ConfigError(
-                f"DeterministicSequenceVAE needs dynamics lstm-f or lstm-c, got {config.dynamics!r}"
+                f"DeterministicSequenceVAE needs dynamics {' or '.join(names(BaselineDynamics))}, "
+                f"got {config.dynamics!r}"
             )
         self.config = config
         shape = tuple(config.frame_shape)
@@ -76,26 +81,27 @@ class DeterministicSequenceVAE(SequenceModel):
         self.dynamics = DeterministicDynamics(config.dynamics, config.z_dim, h)
         self.likelihood = FrameLikelihood(config.likelihood, shape)
 
-    def posterior_z(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> Independent:
-        """q(z | x_1:T), global: batch (B,), event (Z,); with ``mask`` only observed frames."""
+    def posterior_z(
+        self, features: torch.Tensor, f: torch.Tensor | None, mask: torch.Tensor | None = None
+    ) -> Independent:
+        """q(z | x_1:T), global: batch (B,), event (Z,); with ``mask`` only observed frames.
+
+        This posterior is not conditioned on f, so ``f`` is not read (it may be None).
+        """
+        del f
         return self.dynamics_posterior(features, mask)
 
-    def decode(self, z: torch.Tensor, f: torch.Tensor, length: int) -> Independent:
-        """p(x_t | z, f) for t = 1..length from h_t = LSTM(...) and f."""
-        h = self.dynamics(z, length)  # (B, T, H)
-        f_seq = f.unsqueeze(1).expand(-1, length, -1)
-        return self.likelihood(self.decoder(torch.cat([h, f_seq], dim=-1)))
+    def prior_z(self, z: torch.Tensor) -> Independent:
+        """p(z) = N(0, I) for a global z (B, Z)."""
+        return standard_normal(z.shape, z)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> DSVAEOutput:
-        """One-sample ELBO: recon - KL[q(f | x) || p(f)] - KL[q(z | x) || p(z)]."""
-        features = self.encode_features(x)
-        q_f, q_z = self.posterior_f(features), self.posterior_z(features)
-        f, z = rsample(q_f, generator), rsample(q_z, generator)
-        p_f, p_z = standard_normal(f.shape, f), standard_normal(z.shape, z)
-        p_x = self.decode(z, f, x.shape[1])
-        recon = p_x.log_prob(x).sum(dim=1)
-        kl_f, kl_z = kl_divergence(q_f, p_f), kl_divergence(q_z, p_z)
-        return DSVAEOutput(q_f, q_z, p_f, p_z, p_x, f, z, elbo_terms(recon, kl_f, kl_z))
+    def decode(self, z: torch.Tensor, f: torch.Tensor, length: int | None = None) -> Independent:
+        """p(x_t | z, f) for t = 1..length from h_t = LSTM(...) and f; z (B, Z), f (B, F)."""
+        if length is None:
+            raise ArgumentError(
+                "a global z does not say how many frames to decode; pass the length"
+            )
+        return self._decode_frames(self.dynamics(z, length), f)  # h: (B, T, H)
 
     def impute(
         self,
@@ -111,7 +117,7 @@ class DeterministicSequenceVAE(SequenceModel):
         """
         if features is None:
             features = self.encode_features(x)
-        q_f, q_z = self.posterior_f(features, mask), self.posterior_z(features, mask)
+        q_f, q_z = self.posterior_f(features, mask), self.posterior_z(features, None, mask)
         f = rsample(q_f, generator) if sample else q_f.mean
         z = rsample(q_z, generator) if sample else q_z.mean
         return self.decode(z, f, x.shape[1]).mean

@@ -2,102 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
-from torch import nn
-from torch.distributions import Independent, kl_divergence
+from torch.distributions import Independent
 
 from dsvae.config import ModelConfig
 from dsvae.errors import ConfigError, DataError
-from dsvae.model.distributions import FrameLikelihood, rsample, standard_normal
+from dsvae.model.distributions import FrameLikelihood, rsample
 from dsvae.model.frames import build_frame_networks
 from dsvae.model.posteriors import DYNAMICS_POSTERIORS, StaticPosterior
 from dsvae.model.prior import DynamicsPrior
-
-
-def check_frames(x: torch.Tensor, frame_shape: tuple[int, ...]) -> None:
-    """Raise :class:`DataError` unless ``x`` is (B, T, *frame_shape) floats."""
-    if x.ndim != 2 + len(frame_shape) or tuple(x.shape[2:]) != tuple(frame_shape):
-        raise DataError(
-            f"frames must have shape (B, T, {', '.join(map(str, frame_shape))}) for this "
-            f"model, got {tuple(x.shape)}"
-        )
-    if not x.is_floating_point():
-        raise DataError(
-            f"frames must be floats (use dsvae.data.prepare_frames on uint8 data), got {x.dtype}"
-        )
-
-
-def elbo_terms(
-    recon: torch.Tensor, kl_f: torch.Tensor, kl_z: torch.Tensor
-) -> dict[str, torch.Tensor]:
-    """Batch means of the per-sequence (B,) terms, and the ELBO = recon - KL_f - KL_z."""
-    return {
-        "recon": recon.mean(),
-        "kl_f": kl_f.mean(),
-        "kl_z": kl_z.mean(),
-        "elbo": (recon - kl_f - kl_z).mean(),
-    }
-
-
-def weighted_loss(terms: dict[str, torch.Tensor], beta_f: float, beta_z: float) -> torch.Tensor:
-    """-(recon - beta_f KL_f - beta_z KL_z); the negative ELBO when both betas are 1."""
-    return -(terms["recon"] - beta_f * terms["kl_f"] - beta_z * terms["kl_z"])
-
-
-class SequenceModel(nn.Module):
-    """What every sequence model here shares: frames in, per-frame features, q(f | x_1:T).
-
-    Subclasses set ``config``, ``encoder`` and ``static_posterior``.
-    """
-
-    config: ModelConfig
-
-    @property
-    def frame_shape(self) -> tuple[int, ...]:
-        return tuple(self.config.frame_shape)
-
-    def check_frames(self, x: torch.Tensor) -> None:
-        """Raise :class:`DataError` unless ``x`` is (B, T, *frame_shape) floats."""
-        check_frames(x, self.frame_shape)
-
-    def encode_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-frame features (B, T, E) of frames (B, T, *frame)."""
-        self.check_frames(x)
-        return self.encoder(x)
-
-    def posterior_f(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> Independent:
-        """q(f | x_1:T), optionally from the observed frames (``mask`` (B, T)) only."""
-        return self.static_posterior(features, mask)
-
-    def loss(self, out: DSVAEOutput, beta_f: float = 1.0, beta_z: float = 1.0) -> torch.Tensor:
-        """Negative (weighted) ELBO per sequence; beta_f = beta_z = 1 is Eq. 2 exactly."""
-        return weighted_loss(out.terms, beta_f, beta_z)
-
-
-@dataclass
-class DSVAEOutput:
-    """Everything one pass of :meth:`DSVAE.forward` computes.
-
-    Distributions have batch shape (B,) for f and (B, T) for z and x. ``terms``
-    holds per-sequence averages over the batch: ``recon`` = E_q log p(x_1:T | z, f),
-    ``kl_f``, ``kl_z`` and ``elbo`` = recon - kl_f - kl_z (Eq. 2, one sample).
-    """
-
-    q_f: Independent  # q(f | x_1:T), event (F,)
-    q_z: Independent  # q(z_t | x_t) or q(z_t | f, x_1:T), event (Z,)
-    p_f: Independent  # N(0, I)
-    p_z: Independent  # p(z_t | z_<t) evaluated on the posterior sample z_<t
-    p_x: Independent  # p(x_t | z_t, f)
-    f: torch.Tensor  # (B, F) posterior sample
-    z: torch.Tensor  # (B, T, Z) posterior sample
-    terms: dict[str, torch.Tensor]
-
-    @property
-    def reconstruction(self) -> torch.Tensor:
-        """Mean of p(x_t | z_t, f): probabilities (Bernoulli) or means (Gaussian)."""
-        return self.p_x.mean
+from dsvae.model.sequence import SequenceModel
 
 
 class DSVAE(SequenceModel):
@@ -105,8 +19,9 @@ class DSVAE(SequenceModel):
 
     Inference: q(f | x_1:T) and either the factorised q(z_t | x_t) (Eq. 3) or the
     full q(z_1:T | f, x_1:T) (Eq. 4), chosen by ``config.posterior``. The model
-    knows nothing of training loops or devices: :meth:`forward` returns the
-    distributions and the ELBO terms.
+    knows nothing of training loops or devices: :meth:`forward` (shared with the
+    baselines, :class:`~dsvae.model.sequence.SequenceModel`) returns the distributions
+    and the ELBO terms.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -144,48 +59,23 @@ class DSVAE(SequenceModel):
         """
         return self.dynamics_posterior(features, f, mask)
 
+    def prior_z(self, z: torch.Tensor) -> Independent:
+        """p(z_t | z_<t) for every step of a posterior sample z (B, T, Z) (teacher forcing)."""
+        return self.prior(z)
+
     # ------------------------------------------------------------------ generation
 
-    def decode(self, z: torch.Tensor, f: torch.Tensor) -> Independent:
-        """p(x_t | z_t, f) for z (B, T, Z) and f (B, F)."""
-        f_seq = f.unsqueeze(1).expand(-1, z.shape[1], -1)  # (B, T, F)
-        return self.likelihood(self.decoder(torch.cat([z, f_seq], dim=-1)))
-
-    def prior_f(self, batch: int, like: torch.Tensor | None = None) -> Independent:
-        like = like if like is not None else self.prior.head.weight
-        return standard_normal((batch, self.config.f_dim), like)
-
-    def sample_f(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """f ~ p(f) = N(0, I), shape (B, F)."""
-        return rsample(self.prior_f(batch), generator)
+    def decode(self, z: torch.Tensor, f: torch.Tensor, length: int | None = None) -> Independent:
+        """p(x_t | z_t, f) for z (B, T, Z) and f (B, F); ``length``, if given, must be T."""
+        if length is not None and length != z.shape[1]:
+            raise DataError(f"z holds {z.shape[1]} steps, so the length must be {z.shape[1]}")
+        return self._decode_frames(z, f)
 
     def sample_z(
         self, batch: int, length: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """z_1:T ~ p(z_1:T) by ancestral sampling of the LSTM prior, shape (B, T, Z)."""
         return self.prior.sample(batch, length, generator=generator)
-
-    # ------------------------------------------------------------------ ELBO
-
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> DSVAEOutput:
-        """One-sample ELBO of Eq. 2 for frames ``x`` (B, T, *frame).
-
-        KL_f is analytic. KL_z is analytic per step, with the prior p(z_t | z_<t)
-        evaluated on the posterior sample z_<t (teacher forcing), summed over t.
-        """
-        features = self.encode_features(x)  # (B, T, E)
-        q_f = self.posterior_f(features)
-        f = rsample(q_f, generator)  # (B, F)
-        q_z = self.posterior_z(features, f)
-        z = rsample(q_z, generator)  # (B, T, Z)
-        p_z = self.prior(z)  # p(z_t | z_<t), batch (B, T)
-        p_f = self.prior_f(x.shape[0], like=f)
-        p_x = self.decode(z, f)
-
-        recon = p_x.log_prob(x).sum(dim=1)  # (B,)
-        kl_f = kl_divergence(q_f, p_f)  # (B,)
-        kl_z = kl_divergence(q_z, p_z).sum(dim=1)  # (B,)
-        return DSVAEOutput(q_f, q_z, p_f, p_z, p_x, f, z, elbo_terms(recon, kl_f, kl_z))
 
     def impute(
         self,

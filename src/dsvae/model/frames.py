@@ -9,10 +9,12 @@ Two families, chosen by ``FrameNetConfig.kind``: convolutional for images
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from dsvae.choices import FrameKind, FrameNorm, Registry
 from dsvae.config import FrameNetConfig
 
 
@@ -20,15 +22,17 @@ def _act() -> nn.Module:
     return nn.LeakyReLU(0.2)
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
-    """The normalisation ``model.frames.norm`` names, for a conv layer's output."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "group":
-        return nn.GroupNorm(math.gcd(8, channels), channels)
-    if kind == "layer":
-        return nn.GroupNorm(1, channels)
-    return nn.Identity()
+NORMS: Registry[Callable[[int], nn.Module]] = Registry(
+    "model.frames.norm",
+    FrameNorm,
+    {
+        "batch": nn.BatchNorm2d,  # over the B*T frames of a batch
+        "group": lambda channels: nn.GroupNorm(math.gcd(8, channels), channels),
+        "layer": lambda channels: nn.GroupNorm(1, channels),  # one group per frame
+        "none": lambda channels: nn.Identity(),
+    },
+)
+"""The normalisation of a conv layer's output, by ``model.frames.norm``, given its channels."""
 
 
 class ConvFrameEncoder(nn.Module):
@@ -40,7 +44,7 @@ class ConvFrameEncoder(nn.Module):
         layers: list[nn.Module] = []
         for out_ch, stride in zip(cfg.channels, cfg.strides, strict=True):
             layers.append(nn.Conv2d(in_ch, out_ch, cfg.kernel, stride, cfg.kernel // 2))
-            layers.append(_norm(cfg.norm, out_ch))
+            layers.append(NORMS[cfg.norm](out_ch))
             layers.append(_act())
             in_ch = out_ch
         self.conv = nn.Sequential(*layers)
@@ -67,7 +71,7 @@ class ConvFrameDecoder(nn.Module):
         for i in reversed(range(len(cfg.channels))):
             layers.append(_upsample(cfg.channels[i], targets[i], cfg.kernel, cfg.strides[i]))
             if i > 0:
-                layers.append(_norm(cfg.norm, targets[i]))
+                layers.append(NORMS[cfg.norm](targets[i]))
                 layers.append(_act())
         self.deconv = nn.Sequential(*layers)
 
@@ -116,10 +120,12 @@ class MlpFrameDecoder(nn.Module):
         return self.net(latents)  # (B, T, K) -> (B, T, D)
 
 
-FRAME_NETWORKS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
-    "conv": (ConvFrameEncoder, ConvFrameDecoder),
-    "mlp": (MlpFrameEncoder, MlpFrameDecoder),
-}
+FRAME_NETWORKS: Registry[tuple[type[nn.Module], type[nn.Module]]] = Registry(
+    "model.frames.kind",
+    FrameKind,
+    {"conv": (ConvFrameEncoder, ConvFrameDecoder), "mlp": (MlpFrameEncoder, MlpFrameDecoder)},
+)
+"""The (encoder, decoder) family that each ``model.frames.kind`` names."""
 
 
 def build_frame_networks(

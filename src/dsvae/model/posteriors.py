@@ -7,6 +7,7 @@ from torch import nn
 from torch.distributions import Independent
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from dsvae.choices import Posterior, Registry
 from dsvae.model.distributions import diag_gaussian
 from dsvae.model.recurrent import LSTM, RNN
 
@@ -112,7 +113,9 @@ class FullDynamicsPosterior(nn.Module):
         return diag_gaussian(params.gather(1, inverse.unsqueeze(-1).expand_as(params)))
 
 
-DYNAMICS_POSTERIORS: dict[str, type[nn.Module]] = {
-    "factorised": FactorisedDynamicsPosterior,
-    "full": FullDynamicsPosterior,
-}
+DYNAMICS_POSTERIORS: Registry[type[nn.Module]] = Registry(
+    "model.posterior",
+    Posterior,
+    {"factorised": FactorisedDynamicsPosterior, "full": FullDynamicsPosterior},
+)
+"""The posterior over z_1:T that each ``model.posterior`` names (Eqs. 3 and 4)."""

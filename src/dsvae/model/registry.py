@@ -1,20 +1,24 @@
-"""Which model class a config builds: a plain dict keyed by ``model.dynamics``."""
+"""Which model class a config builds: a registry keyed by ``model.dynamics``."""
 
 from __future__ import annotations
 
-from torch import nn
-
+from dsvae.choices import Dynamics, Registry
 from dsvae.config import ModelConfig
 from dsvae.model.deterministic import DeterministicSequenceVAE
 from dsvae.model.dsvae import DSVAE
+from dsvae.model.sequence import SequenceModel
 
-MODELS: dict[str, type[nn.Module]] = {
-    "stochastic": DSVAE,  # Eq. 1: the LSTM prior over z_t
-    "lstm-f": DeterministicSequenceVAE,  # Sec. 4.3: h_0 = z
-    "lstm-c": DeterministicSequenceVAE,  # Sec. 4.3: h_t = LSTM(h_{t-1}, z)
-}
+MODELS: Registry[type[SequenceModel]] = Registry(
+    "model.dynamics",
+    Dynamics,
+    {
+        "stochastic": DSVAE,  # Eq. 1: the LSTM prior over z_t
+        "lstm-f": DeterministicSequenceVAE,  # Sec. 4.3: h_0 = z
+        "lstm-c": DeterministicSequenceVAE,  # Sec. 4.3: h_t = LSTM(h_{t-1}, z)
+    },
+)
 
 
-def build_model(config: ModelConfig) -> DSVAE | DeterministicSequenceVAE:
+def build_model(config: ModelConfig) -> SequenceModel:
     """The model for ``config``: the DSVAE, or a deterministic-dynamics baseline."""
     return MODELS[config.dynamics](config)

@@ -1,8 +1,9 @@
 """The Lightning wrapper: a thin LightningModule and a LightningDataModule.
 
-The model knows nothing about loops or devices; this module adds the optimiser
-(Adam, as in the paper), the KL weights and logging, and keeps the random state
-in checkpoints so that a resumed run continues exactly where it stopped.
+The model knows nothing about loops or devices, and the loss is the objective's
+(:mod:`dsvae.model.objective`); this module adds the optimiser (Adam, as in the paper),
+the speed settings, logging, and keeps the random state in checkpoints so that a
+resumed run continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -12,34 +13,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler, Subset
 
-from dsvae.augment import (
-    Augmentation,
-    FrameShuffle,
-    build_augmentation,
-    build_static_augmentation,
-)
 from dsvae.config import ExperimentConfig, TrainConfig
 from dsvae.data import SequenceDataset, prepare_frames, split_groups, split_indices
 from dsvae.errors import ConfigError, DsvaeError
-from dsvae.model import DSVAEOutput, build_model
-from dsvae.model.information import info_nce, mi_penalty
+from dsvae.model import build_model
+from dsvae.model.objective import ELBO_TERMS, Objective, extra_term_names
 from dsvae.train.csv_log import RunCSVLogger
 
-TERMS = ("loss", "elbo", "recon", "kl_f", "kl_z")
+TERMS = ("loss", *ELBO_TERMS)
 METRICS = tuple(f"train/{t}" for t in TERMS) + tuple(f"val/{t}" for t in TERMS[1:])
 
 
 def metric_names(cfg: TrainConfig) -> tuple[str, ...]:
     """The columns of a run's metrics.csv under this training config."""
-    extra = [
-        name
-        for name, weight in (
-            ("mi", cfg.mi_weight),
-            ("contrast", cfg.contrast_weight),
-            ("static_contrast", cfg.static_contrast_weight),
-        )
-        if weight > 0
-    ]
+    extra = extra_term_names(cfg)
     return METRICS + tuple(f"{stage}/{name}" for name in extra for stage in ("train", "val"))
 
 
@@ -47,53 +34,25 @@ class NonFiniteLossError(DsvaeError):
     """Training produced a NaN or infinite loss (raised by ``NonFiniteLossGuard``)."""
 
 
-def check_objective(
-    config: ExperimentConfig, dataset: SequenceDataset | None = None
-) -> Augmentation | None:
-    """Check that the model and data suit the loss terms the config asks for.
-
-    Returns the augmentation that ``train.contrast_weight`` > 0 needs (built for
-    ``dataset``), else None; raises :class:`ConfigError` with what to change. The frame
-    shuffle of ``train.static_contrast_weight`` is checked against the frames too.
-    """
-    cfg = config.train
-    if cfg.static_contrast_weight > 0 and dataset is not None:
-        build_static_augmentation(cfg.static_contrast_augment, dataset.frame_shape)
-    if cfg.contrast_weight <= 0:
-        return None
-    if config.model.dynamics != "stochastic":
-        raise ConfigError(
-            "train.contrast_weight needs the stochastic dynamics (model.dynamics=stochastic): "
-            "the contrast is between per-frame posteriors q(z_t | ...)"
-        )
-    if dataset is None:
-        return None
-    return build_augmentation(
-        cfg.contrast_augment, dataset.frame_shape, dataset.meta, cfg.pitch_max_factor
-    )
-
-
 class DSVAEModule(pl.LightningModule):
-    """Trains a :class:`DSVAE` by maximising the ELBO (Eq. 2) with Adam.
+    """Trains a :class:`DSVAE` (or a baseline) by minimising its :class:`Objective` with Adam.
 
-    The config can weight the KL terms and add the terms of :meth:`extra_terms`
-    (``train.mi_weight``, ``train.contrast_weight``, ``train.static_contrast_weight``); by
-    default the loss is -ELBO.
+    By default the objective is -ELBO (Eq. 2); the config can weight the KL terms and
+    add the MI and contrastive terms. ``objective`` is the one :func:`dsvae.train.train`
+    built and checked for the data set; without it the module builds one from the
+    config and fills in the data-dependent part when fitting starts.
     """
 
-    def __init__(self, config: ExperimentConfig, augment: Augmentation | None = None) -> None:
+    def __init__(self, config: ExperimentConfig, objective: Objective | None = None) -> None:
         super().__init__()
         self.config = config
         self.model = build_model(config.model)
+        self.objective = Objective.build(config) if objective is None else objective
         self.channels_last = False
         # the model the training step calls: self.model, or its torch.compile wrapper
         # (kept out of the module tree so that checkpoints hold self.model's keys only)
         object.__setattr__(self, "step_model", self.model)
         self.device_frames: torch.Tensor | None = None
-        # the augmentation of train.contrast_weight; built from the data when fitting starts
-        self.augment = augment
-        self.static_augment = FrameShuffle(config.train.static_contrast_augment == "mirror-shuffle")
-        check_objective(config)
 
     @property
     def train_cfg(self) -> TrainConfig:
@@ -117,72 +76,45 @@ class DSVAEModule(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if isinstance(datamodule, SequenceDataModule) and datamodule.on_device:
             self.device_frames = datamodule.train_frames().to(self.device)
-        if self.train_cfg.contrast_weight > 0 and self.augment is None:
+        if self.objective.needs_data:
             if not isinstance(datamodule, SequenceDataModule):
                 raise ConfigError(
                     "train.contrast_weight needs a dsvae data set (SequenceDataModule)"
                 )
-            self.augment = check_objective(self.config, datamodule.dataset)
-
-    def extra_terms(
-        self, x: torch.Tensor, out: DSVAEOutput, generator: torch.Generator | None = None
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """The terms beyond the ELBO that the config asks for, and their weighted sum."""
-        cfg, terms = self.train_cfg, {}
-        total = x.new_zeros(())
-        if cfg.mi_weight > 0:
-            penalty, terms["mi"] = mi_penalty(out.q_f, out.f, out.q_z, out.z)
-            total = total + cfg.mi_weight * penalty
-        if cfg.contrast_weight > 0:
-            if self.augment is None:
-                raise ConfigError("the contrastive augmentation is set up when training starts")
-            x_aug = self.augment(x, generator)
-            features = self.model.encode_features(x_aug)
-            q_f = self.model.posterior_f(features)
-            mu_aug = self.model.posterior_z(features, q_f.mean).mean
-            terms["contrast"] = info_nce(
-                out.q_z.mean.flatten(1), mu_aug.flatten(1), cfg.contrast_temperature
-            )
-            total = total + cfg.contrast_weight * terms["contrast"]
-        if cfg.static_contrast_weight > 0:
-            # f of a time-shuffled (and maybe mirrored) copy: same content, no dynamics
-            q_f_aug = self.model.posterior_f(
-                self.model.encode_features(self.static_augment(x, generator))
-            )
-            terms["static_contrast"] = info_nce(
-                out.q_f.mean, q_f_aug.mean, cfg.contrast_temperature
-            )
-            total = total + cfg.static_contrast_weight * terms["static_contrast"]
-        return terms, total
-
-    def kl_weight(self) -> float:
-        """Linear KL warm-up from 0 to 1 over ``kl_warmup_steps`` (1 when 0: the plain ELBO)."""
-        steps = self.train_cfg.kl_warmup_steps
-        return 1.0 if steps == 0 else min(1.0, (self.global_step + 1) / steps)
+            data = datamodule.dataset
+            self.objective = Objective.build(self.config, data.frame_shape, data.meta)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        if self.device_frames is not None:  # data_on_device: the batch holds indices
+        return self._common_step(batch, batch_idx, "train")
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        self._common_step(batch, batch_idx, "val")
+
+    def _common_step(self, batch: torch.Tensor, batch_idx: int, stage: str) -> torch.Tensor:
+        """The objective of one batch, its terms logged as ``{stage}/{term}``.
+
+        Training draws its noise from the global random state (which checkpoints keep)
+        and logs every step, the loss included; a NaN or infinite loss is caught by
+        callbacks.NonFiniteLossGuard. Validation draws from a fixed generator per batch,
+        the same noise every epoch with the global random state untouched, and logs
+        epoch means of the ELBO's parts and the extra terms (returning their weighted sum).
+        """
+        train = stage == "train"
+        if train and self.device_frames is not None:  # data_on_device: the batch holds indices
             batch = self.device_frames[batch]
         # (B, T, ...) uint8 -> float, converted on the device
         x = prepare_frames(batch, self.channels_last)
-        out = self.step_model(x)
-        w = self.kl_weight()
-        loss = self.model.loss(out, w * self.train_cfg.beta_f, w * self.train_cfg.beta_z)
-        extra, penalty = self.extra_terms(x, out)
-        loss = loss + penalty
-        terms = {"loss": loss, **out.terms, **extra}
-        # a NaN or infinite loss is caught by callbacks.NonFiniteLossGuard
-        self._log_terms("train", terms, batch.shape[0], on_step=True)
+        if train:
+            out = self.step_model(x)
+            loss, extra = self.objective(self.model, x, out, self.global_step)
+            terms = {"loss": loss, **out.terms, **extra}
+        else:  # the ELBO's parts and the extra terms; the loss depends on the step
+            gen = torch.Generator(self.device).manual_seed(self.train_cfg.seed + batch_idx)
+            out = self.model(x, generator=gen)
+            extra, loss = self.objective.extra_terms(self.model, x, out, gen)
+            terms = {**out.terms, **extra}
+        self._log_terms(stage, terms, batch.shape[0], on_step=train)
         return loss
-
-    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        # a fixed generator per batch: the same noise every epoch, and the global
-        # random state (which training uses) is left untouched
-        gen = torch.Generator(self.device).manual_seed(self.train_cfg.seed + batch_idx)
-        x = prepare_frames(batch, self.channels_last)
-        out = self.model(x, generator=gen)
-        extra, _ = self.extra_terms(x, out, gen)
-        self._log_terms("val", {**out.terms, **extra}, batch.shape[0], on_step=False)
 
     def _log_terms(self, stage: str, terms: dict, batch_size: int, on_step: bool) -> None:
         for name, value in terms.items():

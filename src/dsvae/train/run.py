@@ -12,6 +12,7 @@ A run folder holds::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -30,6 +31,7 @@ from dsvae.data import SequenceDataset
 from dsvae.errors import ConfigError, DataError, DsvaeError
 from dsvae.io import atomic_write_json, atomic_write_text
 from dsvae.model import DSVAE, save_model
+from dsvae.model.objective import Objective
 from dsvae.train.callbacks import DisentanglementProbe, NonFiniteLossGuard, PicturesCallback
 from dsvae.train.checkpoint_io import AtomicCheckpointIO
 from dsvae.train.csv_log import RunCSVLogger
@@ -37,7 +39,6 @@ from dsvae.train.module import (
     DSVAEModule,
     NonFiniteLossError,
     SequenceDataModule,
-    check_objective,
     metric_names,
 )
 
@@ -110,8 +111,9 @@ def read_run_config(run_dir: Path) -> ExperimentConfig:
         raise ConfigError(f"{path}: {err}; the run folder is damaged") from err
 
 
-def resolve_frame_shape(config: ExperimentConfig, frame_shape: tuple[int, ...]) -> None:
-    """Fill ``model.frame_shape`` from the data, or check that it matches."""
+def resolve_frame_shape(config: ExperimentConfig, frame_shape: tuple[int, ...]) -> ExperimentConfig:
+    """``config`` with ``model.frame_shape`` filled in from the data (a new config), or
+    checked against it."""
     model = config.model
     if model.frame_shape is not None and tuple(model.frame_shape) != tuple(frame_shape):
         raise ConfigError(
@@ -119,7 +121,8 @@ def resolve_frame_shape(config: ExperimentConfig, frame_shape: tuple[int, ...]) 
             f"{list(frame_shape)}; remove model.frame_shape from the config to take it from the data"
         )
     model.validate_frame_shape(list(frame_shape))
-    model.frame_shape = list(frame_shape)
+    model = dataclasses.replace(model, frame_shape=list(frame_shape))
+    return dataclasses.replace(config, model=model)
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -208,12 +211,13 @@ def train(
         torch.set_num_threads(config.train.threads)
     data = SequenceDataModule(str(data_dir), config.train)
     check_finite_frames(data.dataset)
-    resolve_frame_shape(config, data.dataset.frame_shape)
-    augment = check_objective(config, data.dataset)  # before anything is written
+    config = resolve_frame_shape(config, data.dataset.frame_shape)
+    # the objective's checks against the model and the data, before anything is written
+    objective = Objective.build(config, data.dataset.frame_shape, data.dataset.meta)
     if zero:
         config = prepare_run_dir(run_dir, config, resume)
     pl.seed_everything(config.train.seed, workers=True, verbose=False)
-    module = DSVAEModule(config, augment)
+    module = DSVAEModule(config, objective)
     trainer = build_trainer(config, run_dir, callbacks)
     ckpt = resume_checkpoint(run_dir) if resume else None
     start = time.perf_counter()
