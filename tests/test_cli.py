@@ -127,11 +127,12 @@ def test_resume_through_the_cli(trained):
 
 def test_quickstart_tiny(tmp_path):
     out = dsvae("quickstart", "--out", tmp_path / "qs", "--n", "40", "--length", "6",
-                "--minutes", "0.5", *TINY, "--set", "train.max_epochs=1")  # fmt: skip
+                "--steps", "3", *TINY)  # fmt: skip
     assert "held-out ELBO per sequence" in out.stdout
     names = {p.name for p in (tmp_path / "qs" / "pictures").iterdir()}
     for stem in ("reconstruction", "generation", "conditional", "swap", "imputation"):
         assert {f"{stem}.png", f"{stem}.gif"} <= names
+    assert "overview.png" in names and "disentanglement on held-out pairs" in out.stdout
     assert (tmp_path / "qs" / "run" / "model" / "model.safetensors").is_file()
 
 

@@ -213,7 +213,7 @@ class _Oracle(nn.Module):
         f = torch.tensor(np.concatenate(parts, axis=1), dtype=torch.float32)
         return Independent(Normal(f, 1e-3), 1)
 
-    def posterior_z(self, features, f):
+    def posterior_z(self, features, f, mask=None):
         read = read_sequences(features[:, :, 0].numpy(), self.factors, 1.0)
         return Independent(Normal(torch.tensor(read.centre, dtype=torch.float32), 1e-3), 1)
 
@@ -226,7 +226,7 @@ class _Oracle(nn.Module):
         start = 16 + 4 * (torch.rand(n, 1, 2, generator=generator) - 0.5)
         return start.expand(n, length, 2).clone()
 
-    def decode(self, z, f):
+    def decode(self, z, f, length=None):
         s, r, _ = self.sizes
         b, t = z.shape[:2]
         if self.broken:  # every frame its own random content and place
