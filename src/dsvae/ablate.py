@@ -247,8 +247,14 @@ class _Lane:
                 "--set=train.progress_bar=false",
                 *([f"--set=train.threads={self.threads}"] if self.threads else []),
                 *(
-                    ["--judge", str(self.judge), "--judge-every", str(self.grid.probe_every),
-                     "--judge-characters", str(self.characters)]
+                    [
+                        "--judge",
+                        str(self.judge),
+                        "--judge-every",
+                        str(self.grid.probe_every),
+                        "--judge-characters",
+                        str(self.characters),
+                    ]
                     if self.grid.probe_every
                     else []
                 ),
@@ -260,9 +266,20 @@ class _Lane:
         if not _evaluated(run, ev):
             self.say(f"evaluate {variant.name} on the validation characters")
             cmd = _dsvae(
-                "evaluate", "sprites", str(run), "--judge", str(self.judge), "--data",
-                str(self.data), "--out", str(ev), "--split", "val", "--no-figures",
-                "--seed", str(variant.config.train.seed),
+                "evaluate",
+                "sprites",
+                str(run),
+                "--judge",
+                str(self.judge),
+                "--data",
+                str(self.data),
+                "--out",
+                str(ev),
+                "--split",
+                "val",
+                "--no-figures",
+                "--seed",
+                str(variant.config.train.seed),
             )
             if not self._call(cmd, ev.with_suffix(".log"), env):
                 return {"status": "failed", "stage": "evaluate", "log": str(ev.with_suffix(".log"))}
@@ -304,9 +321,7 @@ def variant_row(grid: Grid, variant: Variant, out: Path, status: dict[str, Any])
         row["table1"] = {k: r["table1"][k]["disagreement"] for k in TABLE_ROWS}
         row["action_acc"] = r["later_work"]["action_acc"]
         row["swap"] = {k: r["inferred_factors"]["swap"][k] for k in TABLE_ROWS}
-        row["reconstruction"] = {
-            k: r["inferred_factors"]["reconstruction"][k] for k in TABLE_ROWS
-        }
+        row["reconstruction"] = {k: r["inferred_factors"]["reconstruction"][k] for k in TABLE_ROWS}
     return row
 
 

@@ -52,7 +52,7 @@ def _add_factor_args(p: argparse.ArgumentParser, shapes: str, sizes: str, greys:
     p.add_argument(
         "--shapes",
         default=None,
-        help="comma-separated shapes drawn per sequence: ball, square, triangle, diamond "
+        help="comma-separated shapes drawn per sequence: ball, square, triangle, diamond, bar "
         f"(default {shapes})",
     )
     p.add_argument(

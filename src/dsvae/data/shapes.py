@@ -23,6 +23,7 @@ from dsvae.errors import DataError
 
 _SQUARE = math.sqrt(math.pi) / 2  # half side of the square with the area of the unit disc
 _TRIANGLE = math.sqrt(4 * math.pi / (3 * math.sqrt(3)))  # circumradius, same area
+_BAR = math.sqrt(math.pi / 10)  # half height of the 5:2 bar with the area of the unit disc
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,12 @@ SHAPES: dict[str, Shape] = {
     "square": _regular("square", 4, _SQUARE * math.sqrt(2), 45.0),
     "triangle": _regular("triangle", 3, _TRIANGLE, -90.0),  # a corner at the top
     "diamond": _regular("diamond", 4, _SQUARE * math.sqrt(2), 0.0),
+    "bar": Shape(
+        "bar",
+        ((-2.5 * _BAR, -_BAR), (2.5 * _BAR, -_BAR), (2.5 * _BAR, _BAR), (-2.5 * _BAR, _BAR)),
+        _BAR * math.sqrt(2.5**2 + 1),
+        _BAR,
+    ),  # a horizontal rectangle, five wide to two high
 }
 """The shapes by name; every one has the area of the disc of its size."""
 

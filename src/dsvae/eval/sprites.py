@@ -261,7 +261,11 @@ def probe_metric_names() -> tuple[str, ...]:
 
 @torch.no_grad()
 def probe(
-    model: DSVAE, judge, dataset: SequenceDataset | SequenceSubset, *, seed: int = 0,
+    model: DSVAE,
+    judge,
+    dataset: SequenceDataset | SequenceSubset,
+    *,
+    seed: int = 0,
     batch_size: int = 128,
 ) -> dict[str, float]:
     """Table 1, the later-work action Acc and the inferred-factor diagnostic as one flat row.

@@ -183,12 +183,15 @@ def plot_probe(metrics_csv: str | Path, out: str | Path) -> Path | None:
         left.plot(epochs, [100 * float(r[f"probe/{name}"]) for r in rows], style, label=name)
     left.set(title="Table 1 disagreement (validation characters)", xlabel="epoch", ylabel="%")
     for name in ("skin", "pants", "hair", "direction"):
-        right.plot(epochs, [100 * float(r[f"probe/swap_{name}"]) for r in rows], label=f"swap {name}")
+        right.plot(
+            epochs, [100 * float(r[f"probe/swap_{name}"]) for r in rows], label=f"swap {name}"
+        )
     right.plot(
         epochs, [100 * float(r["probe/action_acc"]) for r in rows], "k-", lw=2, label="action Acc"
     )
-    right.set(title="swap diagnostic (disagreement) and later-work action Acc", xlabel="epoch",
-              ylabel="%")
+    right.set(
+        title="swap diagnostic (disagreement) and later-work action Acc", xlabel="epoch", ylabel="%"
+    )
     for ax in (left, right):
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
