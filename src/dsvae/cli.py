@@ -107,8 +107,8 @@ def _quickstart_parser(sub) -> None:
         sub,
         "quickstart",
         "simulate shapes, train a small model, measure and draw (CPU, ~4 min)",
-        "Simulate bouncing shapes (a ball, square or triangle of two sizes and two grey levels "
-        "per sequence), train the quickstart model for a fixed number of steps, measure how "
+        "Simulate bouncing shapes (a ball, a triangle or a bar per sequence "
+        "), train the quickstart model for a fixed number of steps, measure how "
         "well f keeps the content and z_1:T the motion on held-out pairs (no learned judge: "
         "shapes are read by template matching, motion by centres of mass), and write an "
         "overview PNG plus grids and GIFs of reconstruction, generation, swapping and "
@@ -120,9 +120,9 @@ def _quickstart_parser(sub) -> None:
         "--steps", type=int, default=750, help="training steps of batch 32 (default 750)"
     )
     p.add_argument("--n", type=int, default=1000, help="training sequences to simulate")
-    p.add_argument("--length", type=int, default=16, help="frames per sequence")
+    p.add_argument("--length", type=int, default=10, help="frames per sequence")
     p.add_argument("--seed", type=int, default=0, help="seed for data, model and pictures")
-    _add_factor_args(p, "ball,square,triangle", "5", "255")
+    _add_factor_args(p, "ball,triangle,bar", "5", "255")
     _add_overrides(p, "model.posterior=full")
     p.set_defaults(func=cmd_quickstart)
 

@@ -36,8 +36,8 @@ from dsvae.showcase import (
 from dsvae.train import train
 from dsvae.viz import save_figure
 
-FACTORS = StaticFactors(("ball", "square", "triangle"), (3.5, 5.0), (255,))
-"""The quickstart's content: 3 shapes x 2 sizes, drawn per sequence (binary frames)."""
+FACTORS = StaticFactors(("ball", "triangle", "bar"), (5.0,), (255,))
+"""The quickstart's content: one of three shapes per sequence (binary frames)."""
 STEPS = 750
 """Training steps (batch 32): about 3 minutes on a 2-core CPU."""
 
@@ -63,7 +63,7 @@ def run_quickstart(
     out_dir: str | Path,
     *,
     n: int = 1000,
-    length: int = 16,
+    length: int = 10,
     steps: int = STEPS,
     seed: int = 0,
     factors: StaticFactors = FACTORS,
