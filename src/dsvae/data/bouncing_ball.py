@@ -108,36 +108,25 @@ def _make_space(polygon: np.ndarray, radius: float) -> pymunk.Space:
     return space
 
 
-def _add_ball(
-    space: pymunk.Space, radius: float, position: np.ndarray, velocity: np.ndarray
+def _add_body(
+    space: pymunk.Space, shape: Shape, size: float, position: np.ndarray, velocity: np.ndarray
 ) -> pymunk.Body:
-    """A frictionless, fully elastic ball (elasticity 1 on ball and walls)."""
+    """A frictionless, fully elastic body (elasticity 1 on body and walls).
+
+    A ball has a disc's moment of inertia; a polygon never rotates (infinite moment).
+    """
     import pymunk
 
-    body = pymunk.Body(1.0, pymunk.moment_for_circle(1.0, 0.0, radius))
+    if shape.vertices is None:
+        body = pymunk.Body(1.0, pymunk.moment_for_circle(1.0, 0.0, size))
+        outline = pymunk.Circle(body, size)
+    else:
+        body = pymunk.Body(1.0, float("inf"))
+        outline = pymunk.Poly(body, shape.scaled(size))
     body.position = tuple(position)
     body.velocity = tuple(velocity)
-    ball = pymunk.Circle(body, radius)
-    ball.elasticity, ball.friction = 1.0, 0.0
-    space.add(body, ball)
-    return body
-
-
-def _add_polygon(
-    space: pymunk.Space,
-    vertices: list[tuple[float, float]],
-    position: np.ndarray,
-    velocity: np.ndarray,
-) -> pymunk.Body:
-    """A frictionless, fully elastic convex polygon that never rotates (infinite moment)."""
-    import pymunk
-
-    body = pymunk.Body(1.0, float("inf"))
-    body.position = tuple(position)
-    body.velocity = tuple(velocity)
-    poly = pymunk.Poly(body, vertices)
-    poly.elasticity, poly.friction = 1.0, 0.0
-    space.add(body, poly)
+    outline.elasticity, outline.friction = 1.0, 0.0
+    space.add(body, outline)
     return body
 
 
@@ -168,11 +157,7 @@ def _trajectory(
     size = radius * scale
     inner = shape.inner * size
     space = _make_space(np.array(POLYGON_32, dtype=np.float64) * scale, inner)
-    start = _random_start(rng, scale, speed_range)
-    if shape.vertices is None:
-        body = _add_ball(space, size, *start)
-    else:
-        body = _add_polygon(space, shape.scaled(size), *start)
+    body = _add_body(space, shape, size, *_random_start(rng, scale, speed_range))
     k = _substeps(speed_range[1] * scale, dt, inner)
     out = np.empty((length, 2), dtype=np.float64)
     out[0] = body.position
