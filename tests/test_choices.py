@@ -50,6 +50,7 @@ def test_every_literal_field_is_a_named_choice():
         "model.likelihood.mean_activation",
         "train.contrast_augment",
         "train.static_contrast_augment",
+        "train.contrast_loss",
     }
     shared = {getattr(choices, n) for n in dir(choices) if not n.startswith("_")}
     assert all(tp in shared for tp in fields.values())  # defined in dsvae.choices only

@@ -10,7 +10,7 @@ from dsvae.augment import ChannelPermutation, FrameShuffle
 from dsvae.config import ExperimentConfig, TrainConfig, load_config
 from dsvae.errors import ArgumentError, ConfigError, DsvaeError
 from dsvae.model import build_model
-from dsvae.model.information import info_nce, mi_penalty
+from dsvae.model.information import info_nce, mi_penalty, posterior_match
 from dsvae.model.objective import Objective, extra_term_names, kl_warmup
 from dsvae.train.run import resolve_frame_shape
 from tiny import TINY_MODEL
@@ -84,6 +84,49 @@ def test_the_loss_is_the_weighted_elbo_plus_the_weighted_terms():
     torch.testing.assert_close(loss, expected)
     plain = Objective.build(_config())
     torch.testing.assert_close(plain(model, x, out)[0], -t["elbo"])  # Eq. 2
+
+
+def test_posterior_match_is_the_symmetric_kl():
+    from torch.distributions import Independent, Normal, kl_divergence
+
+    g = torch.Generator().manual_seed(0)
+    loc_a, loc_b = torch.randn(5, 4, 3, generator=g), torch.randn(5, 4, 3, generator=g)
+    scale_a = torch.rand(5, 4, 3, generator=g) + 0.1
+    scale_b = torch.rand(5, 4, 3, generator=g) + 0.1
+    q_a = Independent(Normal(loc_a, scale_a), 2)
+    q_b = Independent(Normal(loc_b, scale_b), 2)
+    expected = (kl_divergence(q_a, q_b) + kl_divergence(q_b, q_a)).mean()
+    torch.testing.assert_close(posterior_match(q_a, q_b), expected)
+    assert posterior_match(q_a, q_a).item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="two posteriors of one shape"):
+        posterior_match(q_a, Independent(Normal(loc_a[:, :2], scale_a[:, :2]), 2))
+
+
+def test_contrast_loss_match_compares_the_posteriors():
+    config = _config(
+        "train.contrast_weight=1.5",
+        "train.static_contrast_weight=3",
+        "train.static_contrast_augment=mirror-shuffle",
+        "train.contrast_loss=match",
+    )
+    objective = Objective.build(config, frame_shape=(3, 16, 16), meta={})
+    torch.manual_seed(0)
+    model = build_model(config.model)
+    x = torch.rand(6, 4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    out = model(x, generator=torch.Generator().manual_seed(2))
+    loss, extra = objective(model, x, out, generator=torch.Generator().manual_seed(3))
+
+    g = torch.Generator().manual_seed(3)
+    features = model.encode_features(ChannelPermutation()(x, g))
+    q_z_aug = model.posterior_z(features, model.posterior_f(features).mean)
+    q_f_aug = model.posterior_f(model.encode_features(FrameShuffle(mirror=True)(x, g)))
+    contrast, static = posterior_match(out.q_z, q_z_aug), posterior_match(out.q_f, q_f_aug)
+    torch.testing.assert_close(extra["contrast"], contrast)
+    torch.testing.assert_close(extra["static_contrast"], static)
+    assert contrast.item() > 0 and static.item() > 0
+    torch.testing.assert_close(loss, -out.terms["elbo"] + 1.5 * contrast + 3 * static)
+    with pytest.raises(ConfigError, match="train.contrast_loss must be one of"):
+        TrainConfig(contrast_loss="cosine")
 
 
 def test_resolve_frame_shape_returns_a_new_config():

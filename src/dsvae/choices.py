@@ -33,6 +33,9 @@ ContrastAugment = Literal["auto", "pitch", "channels"]
 """``train.contrast_augment`` (the augmentations are in :mod:`dsvae.augment`)."""
 StaticAugment = Literal["shuffle", "mirror-shuffle"]
 """``train.static_contrast_augment`` (see :class:`dsvae.augment.FrameShuffle`)."""
+ContrastLoss = Literal["infonce", "match"]
+"""``train.contrast_loss``: how the contrastive terms compare a sequence with its augmented
+copy (:func:`dsvae.model.information.info_nce` or :func:`~dsvae.model.information.posterior_match`)."""
 
 
 def names(choice: Any) -> tuple[str, ...]:

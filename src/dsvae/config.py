@@ -21,6 +21,7 @@ import yaml
 
 from dsvae.choices import (
     ContrastAugment,
+    ContrastLoss,
     Dynamics,
     FrameKind,
     FrameNorm,
@@ -186,6 +187,11 @@ class TrainConfig:
     of a copy that keeps its content and loses its dynamics (``static_contrast_augment``:
     ``shuffle`` permutes the frames in time, as C-DSVAE does; ``mirror-shuffle`` also
     mirrors every frame left to right, so that f cannot hold which way a video faces).
+    ``contrast_loss`` says how both terms compare the two: ``infonce`` asks each sequence
+    to pick out its copy among the batch (cosine similarities over
+    ``contrast_temperature``), which any feature that tells the sequences apart satisfies;
+    ``match`` asks the two posteriors to be the same (their symmetric KL, in nats per
+    sequence), so the latent must be invariant to the augmentation.
 
     ``val_fraction`` of the sequences are held out for validation, drawn at random with
     ``val_seed`` (``None``: ``seed``). With ``val_group`` naming a label of the data set
@@ -224,6 +230,7 @@ class TrainConfig:
     contrast_temperature: float = 0.5
     static_contrast_weight: float = 0.0
     static_contrast_augment: StaticAugment = "shuffle"
+    contrast_loss: ContrastLoss = "infonce"
     pitch_max_factor: float = 1.8
     kl_warmup_steps: int = 0
     grad_clip: float | None = None
@@ -275,6 +282,7 @@ class TrainConfig:
         check_choice(
             "train.static_contrast_augment", self.static_contrast_augment, names(StaticAugment)
         )
+        check_choice("train.contrast_loss", self.contrast_loss, names(ContrastLoss))
         if self.grad_clip is not None:
             _check_positive("train.grad_clip", self.grad_clip)
         _check_positive("train.checkpoint_every_n_epochs", self.checkpoint_every_n_epochs)

@@ -9,7 +9,9 @@ sets lambda; 0, the default, is the paper's objective.
 
 :func:`info_nce` is the contrastive loss C-DSVAE uses to make E_q[z_1:T] ignore an
 augmentation that changes only the static factor (``train.contrast_weight``; the
-augmentations are in :mod:`dsvae.augment`).
+augmentations are in :mod:`dsvae.augment`). :func:`posterior_match` is the stricter
+alternative (``train.contrast_loss=match``): the posterior of the copy must equal the
+original's, not merely be nearer to it than to the other sequences' of the batch.
 """
 
 from __future__ import annotations
@@ -88,3 +90,28 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.5) -> torc
     logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / temperature
     target = torch.arange(a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def posterior_match(q_a: Independent, q_b: Independent) -> torch.Tensor:
+    """Symmetric KL, KL(q_a || q_b) + KL(q_b || q_a), per sequence and averaged over the batch.
+
+    ``q_a`` and ``q_b`` are diagonal Gaussians of one batch shape (B, ...) and event
+    shape; everything after the first dimension is summed, so for q(z_1:T) of shape
+    (B, T, Z) it compares whole sequences. 0 exactly when the two are equal. Unlike
+    :func:`info_nce`, which a latent passes as soon as it tells the B sequences of a
+    batch apart, this asks the latent to ignore the augmentation entirely.
+    """
+    base_a = q_a.base_dist if isinstance(q_a, Independent) else q_a
+    base_b = q_b.base_dist if isinstance(q_b, Independent) else q_b
+    if not (isinstance(base_a, Normal) and isinstance(base_b, Normal)):
+        raise TypeError("posterior_match compares two Normal posteriors")
+    if base_a.loc.shape != base_b.loc.shape:
+        raise ValueError(
+            f"posterior_match needs two posteriors of one shape, got "
+            f"{tuple(base_a.loc.shape)} and {tuple(base_b.loc.shape)}"
+        )
+    var_a, var_b = base_a.scale.square(), base_b.scale.square()
+    gap = (base_a.loc - base_b.loc).square()
+    # the log-variance parts of the two KLs cancel: 0.5 [(va + d)/vb + (vb + d)/va] - 1
+    sym = 0.5 * ((var_a + gap) / var_b + (var_b + gap) / var_a) - 1.0
+    return sym.flatten(start_dim=1).sum(dim=1).mean()

@@ -12,7 +12,10 @@ A model's forward pass gives the ELBO's parts for one posterior sample
   each sequence and of an augmented copy that changes only what f should hold (a pitch
   shift or a channel permutation, :mod:`dsvae.augment`; C-DSVAE's idea);
 * ``static_contrast_weight`` > 0 adds the same loss between E_q[f] of each sequence and
-  of a copy with its frames shuffled in time, and perhaps mirrored.
+  of a copy with its frames shuffled in time, and perhaps mirrored;
+* ``contrast_loss`` says how those two terms compare a sequence with its copy: InfoNCE
+  (the copy is picked out among the batch) or ``match`` (the two posteriors must agree:
+  their symmetric KL, :func:`~dsvae.model.information.posterior_match`).
 
 All weights 0 and both betas 1 give the paper's objective, the negative ELBO. The
 checks that the model and the data suit the terms run once, when the objective is
@@ -31,7 +34,7 @@ import torch
 from dsvae.augment import Augmentation, FrameShuffle, build_augmentation, build_static_augmentation
 from dsvae.config import ExperimentConfig, TrainConfig
 from dsvae.errors import ConfigError
-from dsvae.model.information import info_nce, mi_penalty
+from dsvae.model.information import info_nce, mi_penalty, posterior_match
 
 if TYPE_CHECKING:
     from dsvae.model.sequence import DSVAEOutput, SequenceModel
@@ -147,6 +150,14 @@ class Objective:
         extra, penalty = self.extra_terms(model, x, out, generator)
         return loss + penalty, extra
 
+    def compare(self, q: Any, q_aug: Any) -> torch.Tensor:
+        """How far the posterior of an augmented copy is from the original's (``contrast_loss``)."""
+        if self.cfg.contrast_loss == "match":
+            return posterior_match(q, q_aug)
+        return info_nce(
+            q.mean.flatten(1), q_aug.mean.flatten(1), self.cfg.contrast_temperature
+        )
+
     def extra_terms(
         self,
         model: SequenceModel,
@@ -168,17 +179,13 @@ class Objective:
                 )
             # E_q[z_1:T] of an augmented copy, given the copy's own E_q[f]
             features = model.encode_features(self.augment(x, generator))
-            mu_aug = model.posterior_z(features, model.posterior_f(features).mean).mean
-            terms["contrast"] = info_nce(
-                out.q_z.mean.flatten(1), mu_aug.flatten(1), cfg.contrast_temperature
-            )
+            q_z_aug = model.posterior_z(features, model.posterior_f(features).mean)
+            terms["contrast"] = self.compare(out.q_z, q_z_aug)
             total = total + cfg.contrast_weight * terms["contrast"]
         if cfg.static_contrast_weight > 0:
             # E_q[f] of a time-shuffled (and maybe mirrored) copy: same content, no dynamics
             shuffled = self.static_augment(x, generator)
             q_f_aug = model.posterior_f(model.encode_features(shuffled))
-            terms["static_contrast"] = info_nce(
-                out.q_f.mean, q_f_aug.mean, cfg.contrast_temperature
-            )
+            terms["static_contrast"] = self.compare(out.q_f, q_f_aug)
             total = total + cfg.static_contrast_weight * terms["static_contrast"]
         return terms, total
