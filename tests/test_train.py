@@ -93,6 +93,32 @@ def test_resume_continues_exactly(ball_dir, tmp_path):
     assert steps == sorted(steps) and max(steps) == 14
 
 
+def test_the_summary_of_a_resumed_run_covers_the_whole_run(ball_dir, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config("train.max_epochs=2"), ball_dir, run)
+    first = json.loads((run / "summary.json").read_text())
+    # two steps into epoch 3: this process runs no validation of its own
+    train(tiny_config("train.max_epochs=9", "train.max_steps=12"), ball_dir, run, resume=True)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["global_step"] == 12 and summary["resumed"]
+    last_val = [float(r["val/elbo"]) for r in _rows(run / "metrics.csv") if r["val/elbo"]][-1]
+    assert summary["metrics"]["val/elbo"] == pytest.approx(last_val)
+    assert summary["metrics"]["val/elbo"] == pytest.approx(first["metrics"]["val/elbo"])
+    assert "train/elbo" in summary["metrics"]
+    # training time counts across the resume; wall time is this call's alone
+    assert summary["train_time_s"] >= first["train_time_s"] + 0.5 * summary["wall_time_s"]
+    assert first["train_time_s"] <= first["wall_time_s"] + 1.0
+
+
+def test_max_time_minutes_stops_the_run(ball_dir, tmp_path):
+    run = tmp_path / "run"
+    result = train(
+        tiny_config("train.max_epochs=50", "train.max_time_minutes=0.0001"), ball_dir, run
+    )
+    assert 1 <= result.global_step < 10  # stopped in the first epoch, after its first step
+    assert json.loads((run / "summary.json").read_text())["train_time_s"] > 0.006
+
+
 def test_resume_in_a_copied_run_folder_overwrites_last_checkpoint(ball_dir, tmp_path):
     """Continuing a copy of a run (to try another setting) keeps last.ckpt current."""
     train(tiny_config("train.max_epochs=1"), ball_dir, tmp_path / "a")

@@ -311,7 +311,8 @@ def variant_row(grid: Grid, variant: Variant, out: Path, status: dict[str, Any])
         row.update(
             steps=s.get("global_step"),
             epochs=s.get("epochs"),
-            train_minutes=round(s.get("wall_time_s", 0) / 60, 1),
+            # the whole run's training time (across resumes), where the summary has it
+            train_minutes=round(s.get("train_time_s", s.get("wall_time_s", 0)) / 60, 1),
             val_elbo=s.get("metrics", {}).get("val/elbo"),
         )
     report = ev / "sprites_eval.json"

@@ -154,9 +154,7 @@ class Objective:
         """How far the posterior of an augmented copy is from the original's (``contrast_loss``)."""
         if self.cfg.contrast_loss == "match":
             return posterior_match(q, q_aug)
-        return info_nce(
-            q.mean.flatten(1), q_aug.mean.flatten(1), self.cfg.contrast_temperature
-        )
+        return info_nce(q.mean.flatten(1), q_aug.mean.flatten(1), self.cfg.contrast_temperature)
 
     def extra_terms(
         self,

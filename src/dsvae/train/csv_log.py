@@ -107,6 +107,27 @@ class RunCSVLogger(Logger):
             writer.writerows(rows)
 
 
+def last_logged(path: str | Path) -> dict[str, float]:
+    """The last value logged under each column of a run's metrics.csv ({} without the file).
+
+    After a resume, the trainer knows only what this process logged; the file holds the
+    whole run (e.g. the last validation ELBO, logged before the resume).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    last: dict[str, float] = {}
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        for row in csv.DictReader(fh):
+            for key, value in row.items():
+                if key not in (None, "step", "epoch") and value:
+                    try:
+                        last[key] = float(value)
+                    except ValueError:
+                        continue
+    return last
+
+
 def _header(path: Path) -> list[str] | None:
     with open(path, newline="", encoding="utf-8") as fh:
         return next(csv.reader(fh), None)

@@ -6,7 +6,7 @@ A run folder holds::
     metrics.csv          one row per logged step or epoch (appended on --resume)
     checkpoints/         Lightning checkpoints (atomic writes; last.ckpt for --resume)
     model/               the final model: config.json + model.safetensors
-    summary.json         final metrics, steps and wall time
+    summary.json         final metrics, steps, this call's wall time and the whole run's training time
     pictures/            reconstructions and samples while training (train.pictures_every_n_epochs)
 """
 
@@ -23,7 +23,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
 from dsvae.config import ExperimentConfig, from_dict, to_dict
@@ -34,7 +34,7 @@ from dsvae.model import DSVAE, save_model
 from dsvae.model.objective import Objective
 from dsvae.train.callbacks import DisentanglementProbe, NonFiniteLossGuard, PicturesCallback
 from dsvae.train.checkpoint_io import AtomicCheckpointIO
-from dsvae.train.csv_log import RunCSVLogger
+from dsvae.train.csv_log import RunCSVLogger, last_logged
 from dsvae.train.module import (
     DSVAEModule,
     NonFiniteLossError,
@@ -151,14 +151,17 @@ def build_trainer(
         mode="max",
     )
     guard = NonFiniteLossGuard(cfg.log_every_n_steps)
-    callbacks = [guard, checkpoints, *(extra_callbacks or [])]
+    # the training time of the whole run: the timer's state is saved in every checkpoint,
+    # so it counts across a resume (and enforces train.max_time_minutes the same way)
+    max_time = {"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None
+    timer = Timer(duration=max_time, interval="step", verbose=False)
+    callbacks = [guard, checkpoints, timer, *(extra_callbacks or [])]
     if cfg.pictures_every_n_epochs:
         callbacks.append(
             PicturesCallback(run_dir / "pictures", cfg.pictures_every_n_epochs, seed=cfg.seed)
         )
     if cfg.progress_bar:
         callbacks.append(ProgressBar(refresh_rate=max(1, cfg.log_every_n_steps // 2)))
-    max_time = {"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None
     columns = metric_names(cfg)
     if any(isinstance(c, DisentanglementProbe) for c in callbacks):
         from dsvae.eval.sprites import probe_metric_names
@@ -173,7 +176,6 @@ def build_trainer(
         precision=resolve_precision(cfg.precision, cfg.accelerator),
         max_epochs=cfg.max_epochs,
         max_steps=cfg.max_steps,
-        max_time=max_time,
         gradient_clip_val=cfg.grad_clip,
         log_every_n_steps=cfg.log_every_n_steps,
         logger=RunCSVLogger(run_dir, columns),
@@ -229,7 +231,10 @@ def train(
     wall = time.perf_counter() - start
     if trainer.interrupted:
         raise DsvaeError("training was interrupted; continue it with --resume")
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    # what this process logged, over the last values of the whole run (after a resume)
+    metrics = last_logged(run_dir / "metrics.csv") if zero else {}
+    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
+    timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
     model = module.model.cpu().eval()
     model_dir = run_dir / "model"
     if not trainer.is_global_zero:
@@ -239,6 +244,7 @@ def train(
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
         "wall_time_s": round(wall, 2),
+        "train_time_s": round(timer.time_elapsed("train"), 2),
         "metrics": metrics,
         "resumed": resume,
         "sequence_length": data.dataset.length,
