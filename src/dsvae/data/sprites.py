@@ -245,6 +245,13 @@ def _split_ids(sheets: SpriteSheets, characters: Sequence[int] | None) -> dict[s
     return ids
 
 
+def preview_characters(sheets_dir: str | os.PathLike, n: int) -> list[int]:
+    """The first ``n`` characters of each split, for a preview set (``characters=`` of
+    :func:`build_sprites`)."""
+    sheets = load_sheets(sheets_dir)
+    return [*sheets.train_ids[:n], *sheets.test_ids[:n]]
+
+
 def _labels(ids: list[int]) -> dict[str, np.ndarray]:
     """Labels of one split: nine action blocks, each holding ``ids`` in order."""
     character = np.tile(np.asarray(ids, dtype=np.int64), len(ACTION_NAMES))  # (N,)

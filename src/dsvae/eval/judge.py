@@ -510,3 +510,25 @@ def judge_accuracy(
     }
     labels["action"] = action
     return {name: accuracy(torch.cat(probs[name]), labels[name]) for name in judge.config.heads}
+
+
+TEST_ACCURACY_FILE = "test_accuracy.json"
+
+
+def train_sprites_judge(
+    data_dir: str | Path, out_dir: str | Path, **kwargs: Any
+) -> tuple[JudgeResult, dict[str, float] | None]:
+    """Train the judge on a Sprites folder (``DIR/train``, or ``DIR`` itself) and save it.
+
+    When ``DIR/test`` exists the judge's accuracy on it is returned and saved as
+    ``OUT/test_accuracy.json``; otherwise None. ``kwargs`` go to :func:`train_judge`.
+    """
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    train_dir = data_dir / "train" if (data_dir / "train").is_dir() else data_dir
+    result = train_judge(train_dir, out_dir, **kwargs)
+    test_dir = data_dir / "test"
+    if not test_dir.is_dir():
+        return result, None
+    accuracy = judge_accuracy(result.judge, test_dir)
+    atomic_write_json(out_dir / TEST_ACCURACY_FILE, accuracy)
+    return result, accuracy

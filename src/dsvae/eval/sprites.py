@@ -514,4 +514,5 @@ def evaluate_sprites(
         f"## Both factors inferred (diagnostic)\n\n{inferred_factors_markdown(diag, rows)}\n"
     )
     atomic_write_text(out_dir / "sprites_eval.md", markdown)
+    report["markdown"] = markdown
     return report

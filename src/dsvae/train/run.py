@@ -332,3 +332,19 @@ def export_checkpoint(run_dir: str | Path, checkpoint: str = LAST_CHECKPOINT) ->
     model = build_model(config.model)
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
     return save_model(model.eval(), run_dir / "model")
+
+
+def training_length(run: str | Path) -> int | None:
+    """T of the data a run folder was trained on, when its ``summary.json`` records it."""
+    import json
+
+    summary = Path(run) / "summary.json"
+    if not summary.is_file():
+        return None
+    try:
+        length = json.loads(summary.read_text(encoding="utf-8")).get("sequence_length")
+    except (ValueError, AttributeError) as err:
+        raise DsvaeError(
+            f"{summary} is not valid JSON ({err}); pass --length, or delete the file"
+        ) from err
+    return length if isinstance(length, int) else None
