@@ -47,9 +47,10 @@ from typing import Any
 
 import yaml
 
-from dsvae.config import ExperimentConfig, load_config, to_dict
+from dsvae.atomic import atomic_write_json, atomic_write_text
+from dsvae.config import ExperimentConfig, load_config
+from dsvae.config_files import to_dict
 from dsvae.errors import ConfigError, DsvaeError
-from dsvae.io import atomic_write_json, atomic_write_text
 
 GRID_FILE = "grid.yaml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -29,6 +29,7 @@ from dsvae.audio import (
     tile,
     write_wav,
 )
+from dsvae.data import require_same_frames
 from dsvae.data.speech import spectrogram_settings
 from dsvae.errors import DataError
 
@@ -54,10 +55,7 @@ class SpeechModel:
             raise DataError(f"{data_dir} is not a speech data set (no meta.json); pass --data DIR")
         cfg, stats = spectrogram_settings(json.loads(meta_file.read_text(encoding="utf-8")))
         model = load_model(run)
-        if tuple(model.frame_shape) != (cfg.n_bins,):
-            raise DataError(
-                f"the model reads frames {list(model.frame_shape)}, not {cfg.n_bins}-bin spectra"
-            )
+        require_same_frames((cfg.n_bins,), model.frame_shape, f"pass the data set of {run}")
         return cls(model, cfg, stats)
 
     def analyse(self, audio: np.ndarray) -> tuple[np.ndarray, int]:

@@ -86,3 +86,21 @@ def warn(message: str) -> None:
     from tqdm import tqdm
 
     tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+def add_run(p: argparse.ArgumentParser, help: str = "run folder or saved model folder") -> None:
+    """The positional RUN: a run folder (or a saved model folder)."""
+    p.add_argument("run", type=Path, help=help)
+
+
+def add_path(p: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """A required folder or file option such as ``--data`` or ``--out``."""
+    p.add_argument(flag, type=Path, required=True, help=help)
+
+
+def add_seed(p: argparse.ArgumentParser, help: str = "random seed (default 0)") -> None:
+    p.add_argument("--seed", type=int, default=0, help=help)
+
+
+def add_overwrite(p: argparse.ArgumentParser, help: str = "replace an existing data set") -> None:
+    p.add_argument("--overwrite", action="store_true", help=help)

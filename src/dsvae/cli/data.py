@@ -6,7 +6,16 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from dsvae.cli.common import add, add_factor_args, factors, names, warn
+from dsvae.cli.common import (
+    add,
+    add_factor_args,
+    add_overwrite,
+    add_path,
+    add_seed,
+    factors,
+    names,
+    warn,
+)
 from dsvae.errors import DsvaeError
 
 
@@ -43,13 +52,13 @@ def _bouncing_ball(kinds) -> None:
         "  dsvae data bouncing-ball --out data/shapes --shapes ball,square,triangle "
         "--sizes 3,4 --greys 255,140",
     )
-    b.add_argument("--out", type=Path, required=True, help="folder to create")
+    add_path(b, "--out", "folder to create")
     b.add_argument("--n", type=int, default=5000, help="number of sequences (default 5000)")
     b.add_argument("--length", type=int, default=30, help="frames per sequence T (default 30)")
     b.add_argument("--size", type=int, default=32, help="frame side in pixels (default 32)")
-    b.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_seed(b)
     add_factor_args(b, "ball", "3", "255")
-    b.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+    add_overwrite(b)
     b.set_defaults(func=cmd_data_bouncing_ball)
 
 
@@ -89,9 +98,9 @@ def _sprites(kinds) -> None:
         "The sheets are CC-BY-SA 3.0 / GPL 3.0 art; so is the data built from them.",
         "example:\n  dsvae data sprites --sheets ../shared/data/lpc-sprites --out data/sprites",
     )
-    d.add_argument("--sheets", type=Path, required=True, help="folder with the LPC sheet layers")
-    d.add_argument("--out", type=Path, required=True, help="folder to create (train/ and test/)")
-    d.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+    add_path(d, "--sheets", "folder with the LPC sheet layers")
+    add_path(d, "--out", "folder to create (train/ and test/)")
+    add_overwrite(d)
     d.add_argument(
         "--characters",
         type=int,
@@ -134,7 +143,7 @@ def _speech(kinds) -> None:
         "--out data/speech\n  dsvae data speech --timit /data/TIMIT --out data/timit\n"
         "  dsvae data speech --folder my_voices --speaker-regex '^([a-z]+)_' --out data/voices",
     )
-    d.add_argument("--out", type=Path, required=True, help="folder to create")
+    add_path(d, "--out", "folder to create")
     d.add_argument("--fsdd", type=Path, help="Free Spoken Digit Dataset folder (recordings/)")
     d.add_argument("--allison", type=Path, help="the Allison prompts folder (one female speaker)")
     d.add_argument("--timit", type=Path, help="TIMIT folder with TRAIN/ and TEST/")
@@ -188,8 +197,8 @@ def _speech(kinds) -> None:
         "that recording level and background noise do not identify the speaker (e.g. 40; "
         "default: absolute levels, as in the paper)",
     )
-    d.add_argument("--seed", type=int, default=0, help="seed of the held-out choice (default 0)")
-    d.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+    add_seed(d, "seed of the held-out choice (default 0)")
+    add_overwrite(d)
     d.set_defaults(func=cmd_data_speech)
 
 
@@ -245,7 +254,7 @@ def _video(kinds) -> None:
         "  dsvae data video --in clips --out data/clips --length 8 --size 32 --stride 4 --channels 1",
     )
     v.add_argument("--in", dest="in_path", type=Path, required=True, help="folder of videos")
-    v.add_argument("--out", type=Path, required=True, help="data set folder to create")
+    add_path(v, "--out", "data set folder to create")
     v.add_argument("--length", type=int, required=True, help="frames per sequence T")
     v.add_argument("--size", type=int, required=True, help="frame side S in pixels")
     v.add_argument(
@@ -255,7 +264,7 @@ def _video(kinds) -> None:
         "--channels", type=int, default=3, choices=(1, 3), help="1 grey or 3 RGB (default 3)"
     )
     v.add_argument("--strict", action="store_true", help="stop at the first unreadable file")
-    v.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+    add_overwrite(v)
     v.set_defaults(func=cmd_data_video)
 
 

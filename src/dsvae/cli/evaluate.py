@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dsvae.cli.common import add
+from dsvae.cli.common import add, add_path, add_run, add_seed
 from dsvae.errors import DsvaeError
 
 
@@ -37,11 +37,11 @@ def _sprites(kinds) -> None:
         "is sampled) and on f/z_1:T swaps between test sequences (which factor carries a row).",
         "example:\n  dsvae evaluate sprites runs/sprites --judge judges/sprites --data data/sprites --out eval/sprites",
     )
-    es.add_argument("run", type=Path, help="run folder or saved model folder")
-    es.add_argument("--judge", type=Path, required=True, help="judge folder (dsvae judge sprites)")
-    es.add_argument("--data", type=Path, required=True, help="Sprites folder or its test/ split")
-    es.add_argument("--out", type=Path, required=True, help="folder for the tables and figures")
-    es.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_run(es)
+    add_path(es, "--judge", "judge folder (dsvae judge sprites)")
+    add_path(es, "--data", "Sprites folder or its test/ split")
+    add_path(es, "--out", "folder for the tables and figures")
+    add_seed(es)
     es.add_argument(
         "--split",
         choices=("test", "val"),
@@ -96,8 +96,8 @@ def _bouncing_ball(kinds) -> None:
         "--data data/ball/test --out eval/ball",
     )
     eb.add_argument("runs", type=Path, nargs="+", help="run folders or saved model folders")
-    eb.add_argument("--data", type=Path, required=True, help="test data set folder")
-    eb.add_argument("--out", type=Path, required=True, help="folder for curves and figures")
+    add_path(eb, "--data", "test data set folder")
+    add_path(eb, "--out", "folder for curves and figures")
     eb.add_argument(
         "--observed", type=int, default=20, help="observed frames in Fig. 7 (default 20)"
     )
@@ -134,10 +134,8 @@ def _speech(kinds) -> None:
         nargs="*",
         help="run folders or saved model folders (none: reference rows only)",
     )
-    e.add_argument(
-        "--data", type=Path, required=True, help="speech data set folder (dsvae data speech)"
-    )
-    e.add_argument("--out", type=Path, required=True, help="folder for the tables")
+    add_path(e, "--data", "speech data set folder (dsvae data speech)")
+    add_path(e, "--out", "folder for the tables")
     e.set_defaults(func=cmd_evaluate_speech)
 
 
@@ -163,16 +161,16 @@ def _conversion(kinds) -> None:
         "example:\n  dsvae evaluate conversion runs/speech-f16-factorised --data data/speech "
         "--fsdd ../shared/data/fsdd --allison ../shared/data/allison --out eval/conversion",
     )
-    v.add_argument("run", type=Path, help="run folder or saved model folder")
-    v.add_argument("--data", type=Path, required=True, help="the speech data set it was trained on")
-    v.add_argument("--fsdd", type=Path, required=True, help="FSDD folder")
-    v.add_argument("--allison", type=Path, required=True, help="Allison folder")
-    v.add_argument("--out", type=Path, required=True, help="folder for the report")
+    add_run(v)
+    add_path(v, "--data", "the speech data set it was trained on")
+    add_path(v, "--fsdd", "FSDD folder")
+    add_path(v, "--allison", "Allison folder")
+    add_path(v, "--out", "folder for the report")
     v.add_argument(
         "--takes", type=int, default=1, help="test takes per digit and speaker (default 1)"
     )
     v.add_argument("--iterations", type=int, default=60, help="Griffin-Lim iterations (default 60)")
-    v.add_argument("--seed", type=int, default=0, help="seed (classifier, Griffin-Lim)")
+    add_seed(v, "seed (classifier, Griffin-Lim)")
     v.set_defaults(func=cmd_evaluate_conversion)
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from dsvae.cli.common import add, int_list, say
+from dsvae.cli.common import add, add_path, add_run, add_seed, int_list, say
 from dsvae.errors import DsvaeError
 
 
@@ -32,12 +31,12 @@ def register_pictures(sub) -> None:
             "(and a GIF for image data) and prints the paths.",
             example,
         )
-        p.add_argument("run", type=Path, help="run folder or saved model folder")
-        p.add_argument("--out", type=Path, required=True, help="folder for the pictures")
+        add_run(p)
+        add_path(p, "--out", "folder for the pictures")
         p.add_argument("--n", type=int, default=6, help="number of sequences (default 6)")
-        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        add_seed(p)
         if needs_data:
-            p.add_argument("--data", type=Path, required=True, help="data set folder to draw from")
+            add_path(p, "--data", "data set folder to draw from")
             p.add_argument(
                 "--indices",
                 type=int_list,
@@ -144,17 +143,15 @@ def register_convert(sub) -> None:
         "--source ../shared/data/fsdd/recordings/3_theo_0.wav "
         "--target ../shared/data/allison/digits/3.wav --out eval/convert",
     )
-    c.add_argument("run", type=Path, help="run folder or saved model folder")
-    c.add_argument(
-        "--data", type=Path, required=True, help="the speech data set the model was trained on"
-    )
-    c.add_argument("--source", type=Path, required=True, help="WAV whose content is kept")
-    c.add_argument("--target", type=Path, required=True, help="WAV whose voice is taken")
-    c.add_argument("--out", type=Path, required=True, help="folder for the WAVs and the figure")
+    add_run(c)
+    add_path(c, "--data", "the speech data set the model was trained on")
+    add_path(c, "--source", "WAV whose content is kept")
+    add_path(c, "--target", "WAV whose voice is taken")
+    add_path(c, "--out", "folder for the WAVs and the figure")
     c.add_argument(
         "--iterations", type=int, default=100, help="Griffin-Lim iterations (default 100)"
     )
-    c.add_argument("--seed", type=int, default=0, help="seed of Griffin-Lim's initial phases")
+    add_seed(c, "seed of Griffin-Lim's initial phases")
     c.set_defaults(func=cmd_convert)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dsvae.cli.common import add, add_factor_args, add_overrides, factors, say
+from dsvae.cli.common import add, add_factor_args, add_overrides, add_seed, factors, say
 from dsvae.errors import DsvaeError
 
 
@@ -28,7 +28,7 @@ def register(sub) -> None:
     )
     p.add_argument("--n", type=int, default=1000, help="training sequences to simulate")
     p.add_argument("--length", type=int, default=10, help="frames per sequence")
-    p.add_argument("--seed", type=int, default=0, help="seed for data, model and pictures")
+    add_seed(p, "seed for data, model and pictures")
     add_factor_args(p, "ball,triangle,bar", "5", "255")
     add_overrides(p, "model.posterior=full")
     p.set_defaults(func=cmd_quickstart)

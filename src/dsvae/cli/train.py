@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dsvae.cli.common import add, add_overrides
+from dsvae.cli.common import add, add_overrides, add_overwrite, add_path, add_run, add_seed
 from dsvae.errors import ConfigError
 
 
@@ -24,8 +24,8 @@ def register_train(sub) -> None:
         "--set train.contrast_weight=100 --set train.contrast_temperature=0.1",
     )
     p.add_argument("config", help="YAML config file or shipped config name")
-    p.add_argument("--data", type=Path, required=True, help="data set folder")
-    p.add_argument("--out", type=Path, required=True, help="run folder")
+    add_path(p, "--data", "data set folder")
+    add_path(p, "--out", "run folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
     p.add_argument(
         "--judge",
@@ -79,7 +79,7 @@ def register_export(sub) -> None:
         "for a run that was stopped before it finished. Training can still be resumed afterwards.",
         "example:\n  dsvae export runs/sprites-cpu",
     )
-    p.add_argument("run", type=Path, help="run folder")
+    add_run(p, "run folder")
     p.add_argument(
         "--checkpoint", default="last.ckpt", help="checkpoint file name (default last.ckpt)"
     )
@@ -118,9 +118,9 @@ def register_ablate(sub) -> None:
         "  dsvae ablate grids/sprites-cpu.yaml --data data/sprites --judge judges/sprites --out ablations/gpu",
     )
     p.add_argument("grid", type=Path, help="grid YAML file")
-    p.add_argument("--data", type=Path, required=True, help="Sprites folder (dsvae data sprites)")
-    p.add_argument("--judge", type=Path, required=True, help="judge folder (dsvae judge sprites)")
-    p.add_argument("--out", type=Path, required=True, help="grid folder (created, or continued)")
+    add_path(p, "--data", "Sprites folder (dsvae data sprites)")
+    add_path(p, "--judge", "judge folder (dsvae judge sprites)")
+    add_path(p, "--out", "grid folder (created, or continued)")
     p.add_argument("--lanes", type=int, default=1, help="variants trained at a time (default 1)")
     p.add_argument(
         "--threads", type=int, default=None, help="CPU threads per variant (default: torch's)"
@@ -174,20 +174,18 @@ def register_judge(sub) -> None:
         "Train the Sprites judge.",
         "example:\n  dsvae judge sprites --data data/sprites --out judges/sprites --epochs 8",
     )
-    js.add_argument(
-        "--data", type=Path, required=True, help="Sprites folder (with train/ and test/)"
-    )
-    js.add_argument("--out", type=Path, required=True, help="folder for the judge")
+    add_path(js, "--data", "Sprites folder (with train/ and test/)")
+    add_path(js, "--out", "folder for the judge")
     js.add_argument(
         "--epochs", type=int, default=None, help="training epochs (default: the judge's)"
     )
-    js.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    js.add_argument("--overwrite", action="store_true", help="replace an existing judge")
+    add_seed(js)
+    add_overwrite(js, "replace an existing judge")
     js.set_defaults(func=cmd_judge_sprites)
 
 
 def cmd_judge_sprites(args: argparse.Namespace) -> None:
-    from dsvae.eval.judge import train_sprites_judge
+    from dsvae.train.judge import train_sprites_judge
 
     kwargs = {} if args.epochs is None else {"epochs": args.epochs}
     _, accuracy = train_sprites_judge(

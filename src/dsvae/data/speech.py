@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from dsvae.atomic import current_umask
 from dsvae.audio import (
     RunningStats,
     SpectrogramConfig,
@@ -33,7 +34,7 @@ from dsvae.audio import (
     read_audio,
     segment,
 )
-from dsvae.data.dataset import FRAMES_FILE, DatasetWriter, check_target, commit_folder
+from dsvae.data.folders import FRAMES_FILE, check_target, commit_folder
 from dsvae.data.speech_sources import (  # noqa: F401 - the sources, importable from here too
     ALLISON_HOLDOUT,
     FOLDER_HOLDOUT,
@@ -48,8 +49,8 @@ from dsvae.data.speech_sources import (  # noqa: F401 - the sources, importable 
     fsdd_utterances,
     timit_utterances,
 )
+from dsvae.data.storage import DatasetWriter
 from dsvae.errors import DataError
-from dsvae.io import current_umask
 
 SPLITS = ("train", "test-seen", "test-unseen")
 _MARKERS = tuple(f"{split}/{FRAMES_FILE}" for split in SPLITS)

@@ -40,9 +40,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from dsvae.data.dataset import FRAMES_FILE, DatasetWriter, check_target, commit_folder
+from dsvae.atomic import current_umask
+from dsvae.data.folders import FRAMES_FILE, check_target, commit_folder
+from dsvae.data.storage import DatasetWriter
 from dsvae.errors import DataError
-from dsvae.io import current_umask
 
 ATTRIBUTES = ("skin", "pants", "tops", "hair")
 """The four attribute slots, in label order (upstream: body, bottomwear, topwear, hair)."""

@@ -24,11 +24,11 @@ from torch import nn
 
 from dsvae.audio import require
 from dsvae.convert import SpeechModel, convert_pair, spectrogram_figure
-from dsvae.data import SequenceDataset
+from dsvae.data import SequenceDataset, model_frames
 from dsvae.data.speech import allison_utterances, fsdd_utterances
 from dsvae.errors import DataError
-from dsvae.io import atomic_write_json, atomic_write_text
-from dsvae.machine import machine_description, one_thread
+from dsvae.eval.report import finish_report
+from dsvae.machine import one_thread
 
 
 class DigitClassifier(nn.Module):
@@ -55,7 +55,7 @@ def train_digit_classifier(
     keep = np.flatnonzero(train.labels["digit"] >= 0)
     if len(keep) == 0:
         raise DataError(f"{train.path} has no digit labels; build it with --fsdd")
-    x = torch.from_numpy(np.array(train.frames[keep]))
+    x = model_frames(train.frames[keep])  # (N, T, D)
     y = torch.from_numpy(train.labels["digit"][keep])
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -185,13 +185,9 @@ def evaluate_conversion(
         "griffin_lim_iterations": n_iter,
         "seed": seed,
         "figure": str(figure),
-        "wall_time_s": round(time.perf_counter() - start, 1),
-        "machine": machine_description(),
     }
-    atomic_write_json(out_dir / "conversion_eval.json", report)
-    report["markdown"] = conversion_markdown(summary, run)
-    atomic_write_text(out_dir / "conversion_eval.md", report["markdown"])
-    return report
+    markdown = conversion_markdown(summary, run)
+    return finish_report(out_dir / "conversion_eval", report, markdown, start)
 
 
 def _summarise(rows: list[dict]) -> dict[str, dict[str, float]]:

@@ -26,14 +26,15 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
-from dsvae.config import ExperimentConfig, from_dict, to_dict
+from dsvae.atomic import atomic_write_json, atomic_write_text
+from dsvae.config import ExperimentConfig
+from dsvae.config_files import from_dict, to_dict
 from dsvae.data import SequenceDataset
 from dsvae.errors import ConfigError, DataError, DsvaeError
-from dsvae.io import atomic_write_json, atomic_write_text
 from dsvae.model import DSVAE, save_model
 from dsvae.model.objective import Objective
 from dsvae.train.callbacks import DisentanglementProbe, NonFiniteLossGuard, PicturesCallback
-from dsvae.train.checkpoint_io import AtomicCheckpointIO
+from dsvae.train.checkpoints import AtomicCheckpointIO
 from dsvae.train.csv_log import RunCSVLogger
 from dsvae.train.module import (
     DSVAEModule,
@@ -321,7 +322,7 @@ def export_checkpoint(run_dir: str | Path, checkpoint: str = LAST_CHECKPOINT) ->
     the run's ``config.yaml``. Returns the model folder.
     """
     from dsvae.model import build_model
-    from dsvae.train.checkpoint_io import AtomicCheckpointIO
+    from dsvae.train.checkpoints import AtomicCheckpointIO
 
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / checkpoint
