@@ -11,7 +11,8 @@ import pytest
 import torch
 import yaml
 
-from dsvae.ablate import Grid, parse_grid, read_grid, run_grid, table_markdown
+from dsvae.ablate import Grid, parse_grid, read_grid, run_grid
+from dsvae.ablate_table import table_markdown
 from dsvae.cli import main
 from dsvae.config import TrainConfig
 from dsvae.data import SequenceDataset, SequenceSubset, split_groups, write_dataset
