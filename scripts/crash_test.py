@@ -111,7 +111,7 @@ def dsvae_train(work: Path, run: str, epochs: int, resume: bool, note: str) -> s
 
 
 def load_checkpoint(path: Path) -> dict:
-    from dsvae.train.checkpoint_io import AtomicCheckpointIO
+    from dsvae.train.checkpoints import AtomicCheckpointIO
 
     state = AtomicCheckpointIO().load_checkpoint(path)
     opt = state["optimizer_states"][0]["state"]

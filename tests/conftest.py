@@ -87,6 +87,16 @@ def tiny_frames() -> Callable[..., torch.Tensor]:
     return make_frames
 
 
+class Payload:
+    """Unpickling this creates the file ``path``: proof that a loader ran pickle."""
+
+    def __init__(self, path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
 

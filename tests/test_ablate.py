@@ -11,15 +11,17 @@ import pytest
 import torch
 import yaml
 
-from dsvae.ablate import Grid, parse_grid, read_grid, run_grid, table_markdown
+from dsvae.ablate import Grid, parse_grid, read_grid, run_grid
+from dsvae.ablate_table import table_markdown
 from dsvae.cli import main
-from dsvae.config import TrainConfig, load_config
+from dsvae.config import TrainConfig
 from dsvae.data import SequenceDataset, SequenceSubset, split_groups, write_dataset
 from dsvae.errors import ConfigError, DataError, DsvaeError
 from dsvae.eval import sprites
 from dsvae.model import DSVAE
 from dsvae.train.csv_log import RunCSVLogger
 from dsvae.train.module import train_val_indices
+from tiny import tiny_model
 
 CHARACTERS = 20
 
@@ -126,20 +128,7 @@ class UniformJudge:
 
 
 def _tiny_model() -> DSVAE:
-    config = load_config(
-        None,
-        [
-            "model.f_dim=4",
-            "model.z_dim=3",
-            "model.hidden_dim=8",
-            "model.frames.channels=[4,4]",
-            "model.frames.strides=[2,2]",
-            "model.frames.feature_dim=16",
-            "model.frame_shape=[3,16,16]",
-        ],
-    )
-    torch.manual_seed(0)
-    return DSVAE(config.model)
+    return tiny_model("model.frame_shape=[3,16,16]")
 
 
 def test_probe_is_one_flat_row_and_leaves_the_model_and_random_state(toy_sprites):

@@ -162,16 +162,10 @@ def rgb_dir(tmp_path_factory):
 
 def test_contrast_weight_trains_with_the_channel_permutation(rgb_dir, tmp_path):
     from dsvae.train import train
-    from tiny import TINY_MODEL, TINY_TRAIN
+    from tiny import TINY_TRAIN, tiny_config
 
-    overrides = [
-        *TINY_MODEL,
-        *TINY_TRAIN,
-        "train.max_epochs=1",
-        "train.contrast_weight=2.0",
-        "train.val_fraction=0.2",
-    ]
-    train(load_config("configs/quickstart.yaml", overrides), rgb_dir, tmp_path / "run")
+    extra = ["train.max_epochs=1", "train.contrast_weight=2.0", "train.val_fraction=0.2"]
+    train(tiny_config(*TINY_TRAIN, *extra, width=8), rgb_dir, tmp_path / "run")
     with open(tmp_path / "run" / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     steps = [r for r in rows if r["train/loss"]]
@@ -184,17 +178,13 @@ def test_contrast_weight_trains_with_the_channel_permutation(rgb_dir, tmp_path):
 
 def test_static_contrast_weight_trains_with_the_frame_shuffle(rgb_dir, tmp_path):
     from dsvae.train import train
-    from tiny import TINY_MODEL, TINY_TRAIN
+    from tiny import TINY_TRAIN, tiny_config
 
-    overrides = [
-        *TINY_MODEL,
-        *TINY_TRAIN,
-        "train.max_epochs=1",
-        "train.static_contrast_weight=3.0",
-        "train.static_contrast_augment=mirror-shuffle",
-        "train.val_fraction=0.2",
-    ]
-    train(load_config("configs/quickstart.yaml", overrides), rgb_dir, tmp_path / "run")
+    extra = ["train.static_contrast_weight=3.0", "train.static_contrast_augment=mirror-shuffle"]
+    config = tiny_config(
+        *TINY_TRAIN, "train.max_epochs=1", *extra, "train.val_fraction=0.2", width=8
+    )
+    train(config, rgb_dir, tmp_path / "run")
     with open(tmp_path / "run" / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     steps = [r for r in rows if r["train/loss"]]
@@ -210,13 +200,10 @@ def test_contrast_weight_refuses_what_it_cannot_augment(tmp_path):
     from dsvae.data import make_bouncing_ball_dataset
     from dsvae.train import train
     from dsvae.train.module import DSVAEModule
-    from tiny import TINY_MODEL, TINY_TRAIN
+    from tiny import TINY_TRAIN, tiny_config
 
     ball = make_bouncing_ball_dataset(tmp_path / "ball", n=20, length=4, size=16, seed=0)
-    config = load_config(
-        "configs/quickstart.yaml",
-        [*TINY_MODEL, *TINY_TRAIN, "train.max_steps=1", "train.contrast_weight=1"],
-    )
+    config = tiny_config(*TINY_TRAIN, "train.max_steps=1", "train.contrast_weight=1", width=8)
     with pytest.raises(ConfigError, match="knows speech spectra .* and RGB video"):
         train(config, ball, tmp_path / "run")
     assert not (tmp_path / "run").exists()  # refused before anything was written
@@ -231,10 +218,9 @@ def test_contrast_weight_refuses_what_it_cannot_augment(tmp_path):
         {},
         {"name": "s", "source": "zeros", "seed": 0, "licence": "none"},
     )
-    mirrored = load_config(
-        "configs/quickstart.yaml",
-        [*TINY_MODEL, *TINY_TRAIN, "train.max_steps=1", "train.static_contrast_weight=1",
-         "train.static_contrast_augment=mirror-shuffle", "model.frames.kind=mlp"],
+    mirrored = tiny_config(
+        *TINY_TRAIN, "train.max_steps=1", "train.static_contrast_weight=1",
+        "train.static_contrast_augment=mirror-shuffle", "model.frames.kind=mlp", width=8,
     )  # fmt: skip
     with pytest.raises(ConfigError, match="mirror-shuffle needs image frames"):
         train(mirrored, spectra, tmp_path / "run2")
@@ -257,7 +243,7 @@ def test_pitch_shift_moves_the_pitch_of_real_speech(clip):
         "librosa", reason="speech needs the audio extra: pip install 'dsvae[audio]'"
     )
     from dsvae.audio import SpectrogramConfig, griffin_lim, log_spectrogram, read_audio
-    from dsvae.eval.conversion_eval import median_f0
+    from dsvae.eval.conversion import median_f0
 
     cfg = SpectrogramConfig.for_rate(8000)
     audio, rate = read_audio(SHARED / clip, 8000)

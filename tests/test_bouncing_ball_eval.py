@@ -6,22 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from dsvae.config import load_config
 from dsvae.data import SequenceDataset, make_bouncing_ball_dataset
 from dsvae.errors import DataError
 from dsvae.eval.bouncing_ball import figure7, missing_frames_curve, plot_curves, time_image
 from dsvae.eval.metrics import pixel_error
-from dsvae.model import build_model
-
-TINY = [
-    "model.f_dim=4",
-    "model.z_dim=3",
-    "model.hidden_dim=8",
-    "model.frames.channels=[4,4]",
-    "model.frames.strides=[2,2]",
-    "model.frames.feature_dim=16",
-    "model.frame_shape=[1,16,16]",
-]
+from tiny import tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +22,7 @@ def ball(tmp_path_factory):
 
 
 def tiny(dynamics: str):
-    torch.manual_seed(0)
-    return build_model(load_config(None, [f"model.dynamics={dynamics}", *TINY]).model).eval()
+    return tiny_model(f"model.dynamics={dynamics}", "model.frame_shape=[1,16,16]").eval()
 
 
 def test_pixel_error_known_answers():

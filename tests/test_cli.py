@@ -13,17 +13,9 @@ import pytest
 from PIL import Image
 
 from dsvae.cli import main
+from tiny import as_set, tiny_overrides
 
-TINY = [
-    "--set", "model.f_dim=4",
-    "--set", "model.z_dim=3",
-    "--set", "model.hidden_dim=16",
-    "--set", "model.frames.channels=[8,8]",
-    "--set", "model.frames.strides=[2,2]",
-    "--set", "model.frames.feature_dim=32",
-    "--set", "train.batch_size=16",
-    "--set", "train.progress_bar=false",
-]  # fmt: skip
+TINY = as_set(tiny_overrides("train.batch_size=16", "train.progress_bar=false", width=8))
 
 
 def dsvae(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess:

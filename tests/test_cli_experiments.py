@@ -13,29 +13,25 @@ from dsvae.config import load_config
 from dsvae.data import SequenceDataset
 from dsvae.eval.sprites import probe_metric_names
 from dsvae.train.module import train_val_indices
+from tiny import as_set, tiny_overrides
 
 SHEETS = Path(__file__).resolve().parents[2] / "shared" / "data" / "lpc-sprites"
-TINY = [
-    "--set", "model.f_dim=4",
-    "--set", "model.z_dim=3",
-    "--set", "model.hidden_dim=8",
-    "--set", "model.frames.channels=[4,4]",
-    "--set", "model.frames.strides=[2,2]",
-    "--set", "model.frames.feature_dim=16",
-    "--set", "train.max_epochs=1",
-    "--set", "train.progress_bar=false",
-    "--set", "train.pictures_every_n_epochs=0",
-]  # fmt: skip
+needs_sheets = pytest.mark.skipif(
+    not SHEETS.is_dir(),
+    reason=f"LPC sprite sheets not found at {SHEETS} (licensed data beside the repo)",
+)
+TINY = as_set(
+    tiny_overrides(
+        "train.max_epochs=1", "train.progress_bar=false", "train.pictures_every_n_epochs=0"
+    )
+)
 
 
 def run(*args) -> int:
     return main([str(a) for a in args])
 
 
-@pytest.mark.skipif(
-    not SHEETS.is_dir(),
-    reason=f"LPC sprite sheets not found at {SHEETS} (licensed data beside the repo)",
-)
+@needs_sheets
 def test_sprites_pipeline(tmp_path, capsys):
     data = tmp_path / "sprites"
     assert run("data", "sprites", "--sheets", SHEETS, "--out", data, "--characters", "2") == 0
@@ -78,10 +74,7 @@ def test_sprites_pipeline(tmp_path, capsys):
     assert code == 2
 
 
-@pytest.mark.skipif(
-    not SHEETS.is_dir(),
-    reason=f"LPC sprite sheets not found at {SHEETS} (licensed data beside the repo)",
-)
+@needs_sheets
 def test_sprites_validation_tools(tmp_path, capsys):
     """The in-training probe, the validation protocol and the ablation runner, on tiny data."""
     data = tmp_path / "sprites"

@@ -1,4 +1,4 @@
-"""Tests of dsvae.config: defaults, YAML and overrides, and every error message."""
+"""Tests of dsvae.config and dsvae.config_files: defaults, YAML and overrides, and every error message."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from dsvae.config import (
     LikelihoodConfig,
     ModelConfig,
     TrainConfig,
+    load_config,
+)
+from dsvae.config_files import (
     apply_overrides,
     dump_yaml,
     from_dict,
-    load_config,
     parse_override,
     read_yaml,
     to_dict,
@@ -70,6 +72,13 @@ def test_from_dict_builds_nested_configs() -> None:
     assert cfg.model.f_dim == 256  # untouched keys keep their defaults
 
 
+def _refusal(data) -> str:
+    """The message of the ConfigError that ``data`` as an experiment config raises."""
+    with pytest.raises(ConfigError) as info:
+        from_dict(ExperimentConfig, data)
+    return str(info.value)
+
+
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
@@ -80,9 +89,7 @@ def test_from_dict_builds_nested_configs() -> None:
     ],
 )
 def test_unknown_keys_name_the_dotted_key_and_the_valid_ones(data, fragment) -> None:
-    with pytest.raises(ConfigError) as info:
-        from_dict(ExperimentConfig, data)
-    assert fragment in str(info.value)
+    assert fragment in _refusal(data)
 
 
 def test_unknown_key_lists_every_valid_key() -> None:
@@ -115,9 +122,7 @@ def test_unknown_key_lists_every_valid_key() -> None:
     ],
 )
 def test_wrong_types(data, fragment) -> None:
-    with pytest.raises(ConfigError) as info:
-        from_dict(ExperimentConfig, data)
-    assert fragment in str(info.value)
+    assert fragment in _refusal(data)
 
 
 @pytest.mark.parametrize(
@@ -146,9 +151,7 @@ def test_wrong_types(data, fragment) -> None:
     ],
 )
 def test_invalid_choices_list_the_valid_ones(data, fragment) -> None:
-    with pytest.raises(ConfigError) as info:
-        from_dict(ExperimentConfig, data)
-    assert fragment in str(info.value)
+    assert fragment in _refusal(data)
 
 
 @pytest.mark.parametrize(

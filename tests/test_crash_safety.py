@@ -15,19 +15,12 @@ from dsvae.data import make_bouncing_ball_dataset
 from dsvae.train import train
 from dsvae.train.csv_log import RunCSVLogger
 from dsvae.train.run import resume_checkpoint
+from tiny import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "model.f_dim=4",
-    "model.z_dim=3",
-    "model.hidden_dim=8",
-    "model.frames.channels=[4,4]",
-    "model.frames.strides=[2,2]",
-    "model.frames.feature_dim=16",
-    "train.batch_size=8",
-    "train.progress_bar=false",
-    "train.checkpoint_every_n_epochs=1",
-]
+TINY = tiny_overrides(
+    "train.batch_size=8", "train.progress_bar=false", "train.checkpoint_every_n_epochs=1"
+)
 
 
 @pytest.mark.slow

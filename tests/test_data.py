@@ -1,4 +1,4 @@
-"""Tests of the data-set format (dsvae.data.dataset) and the bouncing ball (Sec. 4.3)."""
+"""Tests of the data-set format (dsvae.data.storage, dsvae.data.dataset) and the bouncing ball (Sec. 4.3)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ import pytest
 import torch
 
 import dsvae.data.bouncing_ball as bouncing_ball
-import dsvae.data.dataset as dataset
+import dsvae.data.storage as dataset
 from dsvae.data import (
     POLYGON_32,
     DatasetWriter,
     SequenceDataset,
-    load_dataset,
     make_bouncing_ball_dataset,
     prepare_frames,
     simulate_bouncing_ball,
@@ -154,7 +153,7 @@ def test_make_bouncing_ball_dataset_streams_blocks(tmp_path, monkeypatch) -> Non
     monkeypatch.setattr(bouncing_ball, "_BLOCK", 2)  # 5 sequences -> 3 blocks
     out = make_bouncing_ball_dataset(tmp_path / "bb", n=5, length=6, seed=7)
     frames, positions = simulate_bouncing_ball(5, 6, seed=7)
-    ds = load_dataset(out)
+    ds = SequenceDataset(out)
     np.testing.assert_array_equal(ds.frames, frames)
     np.testing.assert_array_equal(ds.labels["positions"], positions)
     assert ds.meta["name"] == "bouncing-ball" and ds.meta["seed"] == 7

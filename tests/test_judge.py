@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import Payload
 from dsvae.data import write_dataset
 from dsvae.errors import ConfigError, DataError, DsvaeError, ModelFileError
 from dsvae.eval.judge import (
@@ -23,8 +23,8 @@ from dsvae.eval.judge import (
     load_judge,
     read_judge_json,
     save_judge,
-    train_judge,
 )
+from dsvae.train.judge import train_judge
 
 SHEETS = Path(__file__).resolve().parents[2] / "shared" / "data" / "lpc-sprites"
 COLOURS = np.array([[230, 40, 40], [40, 230, 40], [60, 60, 240]], dtype=np.uint8)
@@ -265,19 +265,9 @@ def test_load_reports_a_bad_config(saved):
         load_judge(saved)
 
 
-class _Sentinel:
-    """Unpickling this creates a folder: proof that code ran."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (os.mkdir, (str(self.path),))
-
-
 def test_a_pickle_in_place_of_the_weights_is_never_unpickled(saved, tmp_path):
     sentinel = tmp_path / "code-ran"
-    (saved / WEIGHTS_FILE).write_bytes(pickle.dumps({"w": _Sentinel(sentinel)}))
+    (saved / WEIGHTS_FILE).write_bytes(pickle.dumps({"w": Payload(sentinel)}))
     with pytest.raises(ModelFileError, match="not a valid safetensors file"):
         load_judge(saved)
     assert not sentinel.exists()

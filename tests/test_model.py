@@ -14,7 +14,9 @@ from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence
 
 import dsvae.ops as ops
-from dsvae.config import ModelConfig, to_dict
+from conftest import Payload
+from dsvae.config import ModelConfig
+from dsvae.config_files import to_dict
 from dsvae.errors import ConfigError, DataError, ModelFileError
 from dsvae.model import DSVAE, load_model, save_model
 from dsvae.model.distributions import MIN_SCALE
@@ -436,23 +438,13 @@ def test_weights_that_are_a_torch_pickle(saved) -> None:
         load_model(saved)
 
 
-class _Payload:
-    """Unpickling this opens (creates) ``path``: proof that a loader ran pickle."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (str(self.path), "w"))
-
-
 def test_weights_that_are_a_malicious_pickle_are_never_unpickled(saved, tmp_path) -> None:
     control = tmp_path / "control"
-    pickle.loads(pickle.dumps(_Payload(control))).close()
+    pickle.loads(pickle.dumps(Payload(control))).close()
     assert control.exists()  # the payload is live
 
     sentinel = tmp_path / "sentinel"
-    (saved / "model.safetensors").write_bytes(pickle.dumps({"w": _Payload(sentinel)}))
+    (saved / "model.safetensors").write_bytes(pickle.dumps({"w": Payload(sentinel)}))
     with pytest.raises(ModelFileError, match="not a valid safetensors file"):
         load_model(saved)
     assert not sentinel.exists()

@@ -23,34 +23,17 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from conftest import Payload
 from dsvae.cli import main
 from dsvae.config import load_config
 from dsvae.data import make_bouncing_ball_dataset
 from dsvae.errors import DsvaeError
 from dsvae.train import train
-from dsvae.train.checkpoint_io import AtomicCheckpointIO
+from dsvae.train.checkpoints import AtomicCheckpointIO
+from tiny import as_set, tiny_overrides
 
-TINY = [
-    "model.f_dim=4",
-    "model.z_dim=3",
-    "model.hidden_dim=8",
-    "model.frames.channels=[4,4]",
-    "model.frames.strides=[2,2]",
-    "model.frames.feature_dim=16",
-    "train.batch_size=8",
-    "train.progress_bar=false",
-]
-SET_TINY = [x for s in TINY for x in ("--set", s)]
-
-
-class Payload:
-    """Unpickling this creates the file ``path``: proof that a loader ran pickle."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
+TINY = tiny_overrides("train.batch_size=8", "train.progress_bar=false")
+SET_TINY = as_set(TINY)
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
 
 def test_swap_uses_z_of_the_source_and_f_of_the_target(trained):
     from dsvae import ops
-    from dsvae.eval.conversion import SpeechModel, convert_pair
+    from dsvae.convert import SpeechModel, convert_pair
 
     sm = SpeechModel.load(trained / "run", trained / "data")
     a, n_a = sm.analyse(tone(PITCH["bob"], 0.5))  # 51 frames -> 3 segments
@@ -92,8 +92,8 @@ def test_convert_cli_writes_wavs_at_the_source_rate_and_a_figure(trained, tmp_pa
 
 def test_relative_spectra_convert_at_the_source_level(tmp_path):
     from conftest import make_model_config
+    from dsvae.convert import convert_files
     from dsvae.data import speech
-    from dsvae.eval.conversion import convert_files
     from dsvae.model import DSVAE, save_model
 
     root = fake_fsdd(tmp_path / "fsdd", speakers=("alice", "bob"), digits=(0,), takes=6)
@@ -112,7 +112,7 @@ def test_relative_spectra_convert_at_the_source_level(tmp_path):
 
 
 def test_median_f0_finds_the_pitch_of_a_tone():
-    from dsvae.eval.conversion_eval import median_f0
+    from dsvae.eval.conversion import median_f0
 
     assert median_f0(tone(PITCH["dave"], 0.5), 8000) == pytest.approx(150.0, rel=0.03)
     assert median_f0(tone(PITCH["alice"], 0.5), 8000) == pytest.approx(220.0, rel=0.03)
@@ -121,7 +121,7 @@ def test_median_f0_finds_the_pitch_of_a_tone():
 def test_evaluate_conversion_measures_every_pair(tmp_path):
     from conftest import make_model_config
     from dsvae.data import speech
-    from dsvae.eval.conversion_eval import evaluate_conversion
+    from dsvae.eval.conversion import evaluate_conversion
     from dsvae.model import DSVAE, save_model
 
     fsdd = fake_fsdd(tmp_path / "fsdd", speakers=("bob",), digits=range(10), takes=6)
@@ -163,7 +163,7 @@ def test_digit_classifier_is_the_same_whatever_the_thread_count(tmp_path):
     after two epochs unless training is held to one thread.
     """
     from dsvae.data import SequenceDataset, write_dataset
-    from dsvae.eval.conversion_eval import train_digit_classifier
+    from dsvae.eval.conversion import train_digit_classifier
 
     rng = np.random.default_rng(0)
     frames = rng.standard_normal((256, 20, 200)).astype(np.float32)

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from dsvae.config import load_config
 from dsvae.data import SequenceDataset, write_dataset
 from dsvae.eval import sprites
 from dsvae.eval.figures import figure3, plot_trajectories, trajectories
-from dsvae.model import DSVAE
+from tiny import tiny_model
 
 ATTRS = sprites.ATTRIBUTES
 
@@ -63,20 +62,7 @@ def split(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model():
-    config = load_config(
-        None,
-        [
-            "model.f_dim=4",
-            "model.z_dim=3",
-            "model.hidden_dim=8",
-            "model.frames.channels=[4,4]",
-            "model.frames.strides=[2,2]",
-            "model.frames.feature_dim=16",
-            "model.frame_shape=[3,16,16]",
-        ],
-    )
-    torch.manual_seed(0)
-    return DSVAE(config.model).eval()
+    return tiny_model("model.frame_shape=[3,16,16]").eval()
 
 
 def test_constant_judge_gives_known_table1(model, split):

@@ -16,7 +16,7 @@ from dsvae.data import SequenceDataset, make_bouncing_ball_dataset, prepare_fram
 from dsvae.errors import ConfigError, DsvaeError
 from dsvae.model import load_model
 from dsvae.train import EpochSeededSampler, train
-from dsvae.train.checkpoint_io import AtomicCheckpointIO
+from dsvae.train.checkpoints import AtomicCheckpointIO
 from dsvae.train.run import resume_checkpoint
 from tiny import TINY_MODEL, TINY_TRAIN
 

@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dsvae.atomic import atomic_path
 from dsvae.errors import DataError
-from dsvae.io import atomic_path
 
 N_FFT = 400
 N_BINS = N_FFT // 2  # 201 bins less DC

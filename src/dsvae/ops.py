@@ -246,7 +246,7 @@ def impute(
     Every frame, observed or not, is then decoded from (z_t, f). Missing frames'
     pixels are never read. Means are used unless ``sample=True``.
     """
-    model.check_frames(x)
+    model.check_input(x)
     b, t = x.shape[:2]
     if (mask is None) == (observed is None):
         raise ArgumentError("impute needs exactly one of mask= or observed=")

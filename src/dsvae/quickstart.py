@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from dsvae import ops
+from dsvae.atomic import atomic_write_json
 from dsvae.config import load_config
 from dsvae.data import SequenceDataset, make_bouncing_ball_dataset
 from dsvae.data.shapes import StaticFactors
 from dsvae.eval.shapes import differing_pairs, markdown_table, measure_shapes
-from dsvae.io import atomic_write_json
 from dsvae.machine import machine_description
 from dsvae.model import build_model
 from dsvae.showcase import (

@@ -13,12 +13,10 @@ import numpy as np
 import torch
 
 from dsvae import ops
-from dsvae.data import SequenceDataset, prepare_frames
+from dsvae.data import SequenceDataset, prepare_frames, require_same_frames
 from dsvae.errors import DataError
 from dsvae.model import DSVAE
-from dsvae.viz import save_gif, save_grid
-
-MISSING_COLOUR = (0.15, 0.75, 0.3)  # missing frames are drawn green, as in the paper's Fig. 7
+from dsvae.viz import FIG7_GREEN, save_gif, save_grid
 
 
 def load_batch(
@@ -33,11 +31,8 @@ def load_batch(
 
     With ``frame_shape`` (a model's), a data set of other frames is refused.
     """
-    if frame_shape is not None and tuple(dataset.frame_shape) != tuple(frame_shape):
-        raise DataError(
-            f"the data set's frames are {list(dataset.frame_shape)} but the model was trained on "
-            f"{list(frame_shape)}; use a data set of the same frame size and channels"
-        )
+    if frame_shape is not None:
+        require_same_frames(dataset.frame_shape, frame_shape)
     if indices is None:
         gen = np.random.default_rng(seed)
         indices = sorted(
@@ -109,7 +104,7 @@ def show_missing(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     if x.ndim != 5:
         return x.masked_fill(~mask[..., None], float(x.min()))
     rgb = x.expand(-1, -1, 3, -1, -1) if x.shape[2] == 1 else x
-    green = torch.tensor(MISSING_COLOUR, dtype=x.dtype).view(1, 1, 3, 1, 1)
+    green = torch.tensor(FIG7_GREEN, dtype=x.dtype).view(1, 1, 3, 1, 1)
     shaded = 0.35 * rgb + 0.65 * green
     return torch.where(mask[:, :, None, None, None], rgb, shaded)
 

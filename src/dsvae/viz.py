@@ -6,7 +6,7 @@ Inputs are sequences of frames in model space, as torch tensors or numpy arrays:
 - feature vectors ``(R, T, D)``, float (e.g. spectra), drawn as D x T heat maps.
 
 R is rows (one sequence per row), T is time (left to right). Outputs are uint8
-RGB arrays ``(H, W, 3)``; every file is written atomically (`dsvae.io.atomic_path`).
+RGB arrays ``(H, W, 3)``; every file is written atomically (`dsvae.atomic.atomic_path`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from dsvae.atomic import atomic_path
 from dsvae.errors import DataError
-from dsvae.io import atomic_path
 
 Frames: TypeAlias = torch.Tensor | np.ndarray
 Panels: TypeAlias = Mapping[str, Frames] | Sequence[tuple[str, Frames]]
+
+FIG7_GREEN = (0.1, 0.85, 0.2)
+"""The colour of missing frames, as in the paper's Fig. 7 (RGB in [0, 1])."""
 
 _EXPECTED = "frames must be (R, T, C, H, W) images or (R, T, D) vectors"
 _TARGET_CELL_PX = 128  # default_scale aims at cells of about this height

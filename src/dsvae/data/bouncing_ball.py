@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from dsvae.data.dataset import DatasetWriter
 from dsvae.data.shapes import SHAPES, Shape, StaticFactors, render
+from dsvae.data.storage import DatasetWriter
 from dsvae.errors import DataError
 
 if TYPE_CHECKING:  # pymunk is imported where the physics runs, not with dsvae.data

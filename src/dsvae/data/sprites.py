@@ -40,9 +40,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from dsvae.data.dataset import FRAMES_FILE, DatasetWriter, check_target, commit_folder
+from dsvae.atomic import current_umask
+from dsvae.data.folders import FRAMES_FILE, check_target, commit_folder
+from dsvae.data.storage import DatasetWriter
 from dsvae.errors import DataError
-from dsvae.io import current_umask
 
 ATTRIBUTES = ("skin", "pants", "tops", "hair")
 """The four attribute slots, in label order (upstream: body, bottomwear, topwear, hair)."""
@@ -243,6 +244,13 @@ def _split_ids(sheets: SpriteSheets, characters: Sequence[int] | None) -> dict[s
             "characters; include at least one of each (see train_ids / test_ids)"
         )
     return ids
+
+
+def preview_characters(sheets_dir: str | os.PathLike, n: int) -> list[int]:
+    """The first ``n`` characters of each split, for a preview set (``characters=`` of
+    :func:`build_sprites`)."""
+    sheets = load_sheets(sheets_dir)
+    return [*sheets.train_ids[:n], *sheets.test_ids[:n]]
 
 
 def _labels(ids: list[int]) -> dict[str, np.ndarray]:

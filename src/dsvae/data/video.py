@@ -31,9 +31,10 @@ import numpy as np
 from PIL import Image, ImageSequence
 from tqdm import tqdm
 
-from dsvae.data.dataset import FRAMES_FILE, LABELS_FILE, META_FILE, check_target, commit_folder
+from dsvae.atomic import atomic_save_npz, atomic_write_json, fsync_path
+from dsvae.data.folders import FRAMES_FILE, check_target, commit_folder
+from dsvae.data.storage import LABELS_FILE, META_FILE
 from dsvae.errors import DataError
-from dsvae.io import atomic_save_npz, atomic_write_json, fsync_path
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v")
 GIF_SUFFIXES = (".gif",)

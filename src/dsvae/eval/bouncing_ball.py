@@ -17,20 +17,12 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from dsvae import ops
-from dsvae.data import SequenceDataset, prepare_frames
+from dsvae.atomic import atomic_path
+from dsvae.data import SequenceDataset, model_batches, require_same_frames
 from dsvae.errors import DataError
 from dsvae.eval.metrics import pixel_error
-from dsvae.io import atomic_path
-from dsvae.viz import save_figure, save_png
-
-MISSING_GREEN = np.array([0.1, 0.85, 0.2])
-
-
-def _batches(dataset: SequenceDataset, batch_size: int, limit: int | None):
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    for start in range(0, n, batch_size):
-        block = np.array(dataset.frames[start : min(n, start + batch_size)])  # copy out of the mmap
-        yield prepare_frames(torch.from_numpy(block))
+from dsvae.eval.report import finish_report
+from dsvae.viz import FIG7_GREEN, save_figure, save_png
 
 
 @ops.inference
@@ -63,15 +55,13 @@ def missing_frames_curve(
     so the curve is deterministic. Equals ``ops.impute(model, x, observed=T - k)``
     per k; the per-frame features are computed once per batch and reused.
     """
-    if tuple(dataset.frame_shape) != tuple(model.frame_shape):
-        raise DataError(
-            f"the data set's frames are {list(dataset.frame_shape)} but the model was trained "
-            f"on {list(model.frame_shape)}; evaluate on a data set of the same frame size"
-        )
+    require_same_frames(
+        dataset.frame_shape, model.frame_shape, "evaluate on a data set of the same frame size"
+    )
     t = dataset.length
     ks = list(range(0, (t - 1 if max_missing is None else min(max_missing, t - 1)) + 1))
     wrong_all, wrong_missing, count = np.zeros(len(ks)), np.zeros(len(ks)), 0
-    for x in _batches(dataset, batch_size, limit):
+    for x in model_batches(dataset, batch_size, limit=limit):
         batch_all, batch_missing = _batch_errors(model, x, ks)
         wrong_all += batch_all * x.shape[0]
         wrong_missing += batch_missing * x.shape[0]
@@ -95,7 +85,7 @@ def time_image(frames: np.ndarray, observed: np.ndarray, scale: int = 4) -> np.n
     image = np.zeros((*frames.shape[1:], 3))
     for step in range(t):
         weight = 0.25 + 0.75 * (step + 1) / t  # starting from dark, never fully black
-        colour = np.ones(3) * weight if observed[step] else MISSING_GREEN * weight
+        colour = np.ones(3) * weight if observed[step] else np.array(FIG7_GREEN) * weight
         on = frames[step] >= 0.5
         image[on] = colour
     image = (np.clip(image, 0, 1) * 255).astype(np.uint8)
@@ -232,8 +222,6 @@ def evaluate_bouncing_ball(
     import csv
     import time
 
-    from dsvae.io import atomic_write_json, atomic_write_text
-    from dsvae.machine import machine_description
     from dsvae.model import load_model
 
     start = time.perf_counter()
@@ -250,7 +238,7 @@ def evaluate_bouncing_ball(
         curves.setdefault(model.config.dynamics, []).append(curve)
         first.setdefault(model.config.dynamics, model)
     out_dir.mkdir(parents=True, exist_ok=True)
-    x = next(_batches(dataset, figure_rows, figure_rows))
+    x = next(model_batches(dataset, figure_rows, limit=figure_rows))
     figure7(first, x, out_dir / "figure7.png", observed=observed)
     plot_curves(curves, out_dir / "figure8.png", title=f"{dataset.path.name}: prediction error")
     with atomic_path(out_dir / "curves.csv") as tmp, open(tmp, "w", newline="") as fh:
@@ -274,14 +262,17 @@ def evaluate_bouncing_ball(
         "data": str(dataset.path),
         "test_sequences": len(dataset) if limit is None else min(limit, len(dataset)),
         "observed_in_figure7": observed,
-        "wall_time_s": round(time.perf_counter() - start, 1),
-        "machine": machine_description(),
-        "markdown": markdown,
         "stochastic_separated_at": separated,
     }
-    atomic_write_json(out_dir / "curves.json", _json_safe(report))
-    atomic_write_text(out_dir / "curves.md", markdown + "\n")
-    return report
+    return finish_report(
+        out_dir / "curves",
+        report,
+        markdown,
+        start,
+        markdown_in_json=True,
+        to_json=_json_safe,
+        md_suffix="\n",
+    )
 
 
 CURVE_CACHE = "bouncing_ball_curve.json"
@@ -295,8 +286,8 @@ def _cached_curve(run: str | Path, model, dataset: SequenceDataset, limit: int |
     """
     import json
 
-    from dsvae.io import atomic_write_json
-    from dsvae.model.io import WEIGHTS_FILE, resolve_model_dir
+    from dsvae.atomic import atomic_write_json
+    from dsvae.model.saved import WEIGHTS_FILE, resolve_model_dir
 
     weights = resolve_model_dir(run) / WEIGHTS_FILE
     stat = weights.stat()

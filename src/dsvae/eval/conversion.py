@@ -1,201 +1,278 @@
-"""Voice conversion by swapping f (Section 4.2, Figure 6), heard through Griffin-Lim.
+"""Measuring voice conversion (Figure 6), which the paper judged by ear.
 
-Both recordings are cut into consecutive 200 ms segments and encoded. The converted
-sequence decodes the source's z_1:T with the target's f (the mean of E_q[f] over the
-target's segments); for full q the source's z comes from q(z | f_source, x_source), as in
-training (footnote 1). The decoded spectra are un-normalised with the data set's
-statistics and turned into sound with :func:`dsvae.audio.griffin_lim`.
+Male FSDD digits are converted to the female Allison voice and back. For every converted
+recording (Griffin-Lim audio, analysed again like any recording):
+
+* pitch: median f0 (librosa.pyin) of source, target and conversion; the *f0 shift* is
+  (f0_converted - f0_source) / (f0_target - f0_source): 0 = unchanged, 1 = the target's;
+* content: a small digit classifier trained on real training spectra names the digit;
+* speaker: mu_f of the conversion is compared (cosine) with the mean mu_f of the target's
+  and of the source's speaker; "closer to target" counts the conversions nearer the target.
+
+The target recording of each pair says a *different* digit than the source, so the
+content has to come from the source's z.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
-from dsvae import ops
-from dsvae.audio import (
-    SpectrogramConfig,
-    SpectrumStats,
-    griffin_lim,
-    log_spectrogram,
-    match_level,
-    read_audio,
-    require,
-    tile,
-    write_wav,
-)
-from dsvae.data.speech import spectrogram_settings
+from dsvae.audio import require
+from dsvae.convert import SpeechModel, convert_pair, spectrogram_figure
+from dsvae.data import SequenceDataset, model_frames
+from dsvae.data.speech import allison_utterances, fsdd_utterances
 from dsvae.errors import DataError
+from dsvae.eval.report import finish_report
+from dsvae.machine import one_thread
 
 
-@dataclass
-class SpeechModel:
-    """A trained model with the front end and statistics of the data it was trained on."""
+class DigitClassifier(nn.Module):
+    """p(digit | x_1:T) for one segment: a GRU over the normalised spectra."""
 
-    model: torch.nn.Module
-    cfg: SpectrogramConfig
-    stats: SpectrumStats
+    def __init__(self, bins: int = 200, hidden: int = 64) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(bins, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, 10)
 
-    @classmethod
-    def load(cls, run: str | os.PathLike, data_dir: str | os.PathLike) -> SpeechModel:
-        from dsvae.model import load_model
-
-        data_dir = Path(data_dir)
-        meta_file = next(
-            (p for p in (data_dir / "meta.json", data_dir / "train" / "meta.json") if p.is_file()),
-            None,
-        )
-        if meta_file is None:
-            raise DataError(f"{data_dir} is not a speech data set (no meta.json); pass --data DIR")
-        cfg, stats = spectrogram_settings(json.loads(meta_file.read_text(encoding="utf-8")))
-        model = load_model(run)
-        if tuple(model.frame_shape) != (cfg.n_bins,):
-            raise DataError(
-                f"the model reads frames {list(model.frame_shape)}, not {cfg.n_bins}-bin spectra"
-            )
-        return cls(model, cfg, stats)
-
-    def analyse(self, audio: np.ndarray) -> tuple[np.ndarray, int]:
-        """Normalised segments (N, T, D) tiling the audio, and its number of frames."""
-        return tile(self.stats.normalise(log_spectrogram(audio, self.cfg)), self.cfg)
-
-    def read(self, path: str | os.PathLike) -> tuple[np.ndarray, int, np.ndarray, int]:
-        """Audio at the model's rate (resampled if needed), its segments, frames and file rate."""
-        from dsvae.audio import audio_rate
-
-        rate = audio_rate(path)
-        audio, _ = read_audio(path, self.cfg.sample_rate, resample=True)
-        segments, n = self.analyse(audio)
-        return audio, rate, segments, n
-
-    def f_of(self, segments: np.ndarray) -> torch.Tensor:
-        """The utterance's f: mean of E_q[f] over its segments, (F,)."""
-        return ops.encode(self.model, torch.from_numpy(segments)).f.mean(0)
-
-    def swap(self, source: np.ndarray, f: torch.Tensor) -> np.ndarray:
-        """Decode the source segments' z_1:T with ``f``: normalised spectra (N, T, D)."""
-        x = torch.from_numpy(source)
-        z = ops.encode(self.model, x).z  # (N, T, Z)
-        return ops.decode(self.model, z, f.expand(len(source), -1)).numpy()
-
-    def to_audio(
-        self,
-        segments: np.ndarray,
-        n: int,
-        *,
-        n_iter: int = 100,
-        seed: int = 0,
-        like: np.ndarray | None = None,
-    ):
-        """Normalised segments (N, T, D) -> log spectra (n, D) and Griffin-Lim audio.
-
-        Spectra measured from each utterance's loudest bin (``cfg.dynamic_range_db``) carry
-        no level; the audio then takes the RMS level of ``like`` (the source recording).
-        """
-        log_mag = self.stats.denormalise(segments.reshape(-1, segments.shape[-1])[:n])
-        wave = griffin_lim(log_mag, self.cfg, n_iter=n_iter, seed=seed)
-        if self.cfg.relative and like is not None:
-            wave = match_level(wave, like)
-        return log_mag, wave
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h = self.rnn(x)  # x (B, T, D) -> h (1, B, H)
+        return self.out(h[0])  # (B, 10) logits
 
 
-def convert_pair(sm: SpeechModel, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
-    """Segments of a and b -> {a_to_b, b_to_a, a_recon, b_recon} normalised segments."""
-    f_a, f_b = sm.f_of(a), sm.f_of(b)
-    return {
-        "a_to_b": sm.swap(a, f_b),
-        "b_to_a": sm.swap(b, f_a),
-        "a_recon": sm.swap(a, f_a),
-        "b_recon": sm.swap(b, f_b),
-    }
+def train_digit_classifier(
+    train: SequenceDataset, *, epochs: int = 12, seed: int = 0
+) -> DigitClassifier:
+    """Fit the classifier on the training segments that carry a digit label.
+
+    Training runs on one thread, so the classifier, and the shares of digits it
+    recognises, do not change with the caller's thread count.
+    """
+    keep = np.flatnonzero(train.labels["digit"] >= 0)
+    if len(keep) == 0:
+        raise DataError(f"{train.path} has no digit labels; build it with --fsdd")
+    x = model_frames(train.frames[keep])  # (N, T, D)
+    y = torch.from_numpy(train.labels["digit"][keep])
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    clf = DigitClassifier(x.shape[-1])
+    opt = torch.optim.Adam(clf.parameters(), lr=3e-3)
+    with one_thread():
+        for _ in range(epochs):
+            for idx in torch.randperm(len(x), generator=g).split(64):
+                loss = nn.functional.cross_entropy(clf(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    return clf.eval()
 
 
-def spectrogram_figure(
-    panels: list[tuple[str, np.ndarray]], cfg: SpectrogramConfig, path: str | os.PathLike
-) -> Path:
-    """Log spectra (frames, D) side by side as a PNG (Figure 6): time in s, frequency in kHz."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dsvae.viz import save_figure
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False)
-    lo = min(float(np.percentile(p, 2)) for _, p in panels)
-    hi = max(float(p.max()) for _, p in panels)
-    top = cfg.sample_rate / 2000
-    for ax, (title, spec) in zip(axes[0], panels, strict=True):
-        seconds = spec.shape[0] * cfg.hop_length / cfg.sample_rate
-        ax.imshow(
-            spec.T,
-            origin="lower",
-            aspect="auto",
-            extent=(0, seconds, top / spec.shape[1], top),
-            vmin=lo,
-            vmax=hi,
-            cmap="magma",
-        )
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("time (s)")
-    axes[0][0].set_ylabel("frequency (kHz)")
-    fig.tight_layout()
-    return save_figure(fig, path)
+@torch.no_grad()
+def predict_digit(clf: DigitClassifier, segments: np.ndarray) -> int:
+    """The utterance's digit: log-probabilities summed over its segments."""
+    logp = torch.log_softmax(clf(torch.from_numpy(segments)), -1).sum(0)
+    return int(logp.argmax())
 
 
-def convert_files(
-    run: str | os.PathLike,
-    data_dir: str | os.PathLike,
-    source: str | os.PathLike,
-    target: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    n_iter: int = 100,
-    seed: int = 0,
-) -> list[Path]:
-    """``dsvae convert``: four WAVs (at each file's own rate) and the four-panel figure."""
-    sm = SpeechModel.load(run, data_dir)
-    out_dir = Path(out_dir)
-    audio_a, rate_a, a, n_a = sm.read(source)
-    audio_b, rate_b, b, n_b = sm.read(target)
-    converted = convert_pair(sm, a, b)
-    lengths = {"a_to_b": n_a, "a_recon": n_a, "b_to_a": n_b, "b_recon": n_b}
-    rates = {"a_to_b": rate_a, "a_recon": rate_a, "b_to_a": rate_b, "b_recon": rate_b}
-    like = {"a_to_b": audio_a, "a_recon": audio_a, "b_to_a": audio_b, "b_recon": audio_b}
-    names = {
-        "a_to_b": "source_to_target",
-        "b_to_a": "target_to_source",
-        "a_recon": "source_reconstruction",
-        "b_recon": "target_reconstruction",
-    }
-    spectra, paths = {}, []
-    for key, segments in converted.items():
-        spectra[key], wave = sm.to_audio(
-            segments, lengths[key], n_iter=n_iter, seed=seed, like=like[key]
-        )
-        paths.append(
-            write_wav(out_dir / f"{names[key]}.wav", _at_rate(wave, sm.cfg, rates[key]), rates[key])
-        )
-    original = [
-        sm.stats.denormalise(x.reshape(-1, x.shape[-1])[:n]) for x, n in ((a, n_a), (b, n_b))
-    ]
-    panels = [
-        (f"source: {Path(source).name}", original[0]),
-        (f"target: {Path(target).name}", original[1]),
-        ("source -> target voice", spectra["a_to_b"]),
-        ("target -> source voice", spectra["b_to_a"]),
-    ]
-    paths.append(spectrogram_figure(panels, sm.cfg, out_dir / "conversion.png"))
-    return paths
-
-
-def _at_rate(wave: np.ndarray, cfg: SpectrogramConfig, rate: int) -> np.ndarray:
-    if rate == cfg.sample_rate:
-        return wave
+def median_f0(audio: np.ndarray, rate: int) -> float:
+    """Median f0 in Hz over the voiced frames (pyin, 60-400 Hz); NaN if none is voiced."""
     librosa = require("librosa")
-    return librosa.resample(wave, orig_sr=cfg.sample_rate, target_sr=rate)
+    f0, voiced, _ = librosa.pyin(audio, fmin=60, fmax=400, sr=rate, frame_length=1024)
+    f0 = f0[voiced & np.isfinite(f0)]
+    return float(np.median(f0)) if f0.size else float("nan")
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+
+
+def evaluate_conversion(
+    run: str | Path,
+    data_dir: str | Path,
+    fsdd_dir: str | Path,
+    allison_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    takes: int = 1,
+    n_iter: int = 60,
+    seed: int = 0,
+) -> dict:
+    """Convert ``takes`` test takes of every digit of every FSDD training speaker to
+    Allison's voice and Allison's digits to each of those speakers; measure pitch,
+    content and speaker (module docstring). Writes conversion_eval.json/.md, a figure and
+    a few WAVs."""
+    from dsvae.audio import write_wav
+
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    sm = SpeechModel.load(run, data_dir)
+    train = SequenceDataset(Path(data_dir) / "train")
+    speakers = [
+        s
+        for s in train.meta.get("split_speakers", [])
+        if s != "allison" and s in train.meta["speakers"]
+    ]
+    if not speakers:
+        raise DataError(f"{train.path} has no FSDD training speakers to convert")
+    clf = train_digit_classifier(train, seed=seed)
+    fsdd = [
+        u
+        for u in fsdd_utterances(fsdd_dir, unseen=[])
+        if u.speaker in speakers and int(u.name.rsplit("_", 1)[1]) < takes
+    ]
+    allison = {u.digit: u for u in allison_utterances(allison_dir, 0.0) if u.digit >= 0}
+    if len(allison) < 10:
+        raise DataError(f"{allison_dir} lacks digits/0.wav ... digits/9.wav")
+    cache: dict[Path, tuple] = {}
+
+    def load(path: Path):
+        if path not in cache:
+            audio, _, seg, n = sm.read(path)
+            cache[path] = (audio, seg, n, median_f0(audio, sm.cfg.sample_rate))
+        return cache[path]
+
+    speaker_f = {}
+    for s in [*speakers, "allison"]:
+        utts = [u for u in fsdd if u.speaker == s] or list(allison.values())
+        speaker_f[s] = torch.stack([sm.f_of(load(u.path)[1]) for u in utts]).mean(0)
+    rows = []
+    for u in fsdd:
+        female = allison[(u.digit + 1) % 10]  # the target says another digit
+        male_by = next(v for v in fsdd if v.speaker == u.speaker and v.digit == (u.digit + 1) % 10)
+        for direction, src, tgt, src_spk, tgt_spk, digit in (
+            ("male->female", u, female, u.speaker, "allison", u.digit),
+            ("female->male", allison[u.digit], male_by, "allison", u.speaker, u.digit),
+        ):
+            a_audio, a, n_a, f0_src = load(src.path)
+            _, b, _, f0_tgt = load(tgt.path)
+            segs = convert_pair(sm, a, b)["a_to_b"]
+            log_mag, wave = sm.to_audio(segs, n_a, n_iter=n_iter, seed=seed, like=a_audio)
+            again, _ = sm.analyse(wave)
+            f_conv = sm.f_of(again)
+            f0_conv = median_f0(wave, sm.cfg.sample_rate)
+            rows.append(
+                {
+                    "direction": direction,
+                    "source": src.name,
+                    "target": tgt.name,
+                    "digit": digit,
+                    "predicted_digit": predict_digit(clf, again),
+                    "source_digit_predicted": predict_digit(clf, a),
+                    "f0_source": _finite(f0_src),
+                    "f0_target": _finite(f0_tgt),
+                    "f0_converted": _finite(f0_conv),
+                    "f0_shift": _finite((f0_conv - f0_src) / (f0_tgt - f0_src)),
+                    "cos_target_speaker": _cos(f_conv, speaker_f[tgt_spk]),
+                    "cos_source_speaker": _cos(f_conv, speaker_f[src_spk]),
+                }
+            )
+            if len(rows) <= 2:  # one example of each direction to listen to and look at
+                tag = direction.replace("->", "_to_")
+                write_wav(out_dir / f"{tag}.wav", wave, sm.cfg.sample_rate)
+                write_wav(out_dir / f"{tag}_source.wav", a_audio, sm.cfg.sample_rate)
+    summary = _summarise(rows)
+    figure = _figure(sm, fsdd[0], allison, load, out_dir / "figure6.png")
+    report = {
+        "summary": summary,
+        "pairs": rows,
+        "run": str(run),
+        "data": str(data_dir),
+        "speakers": speakers,
+        "griffin_lim_iterations": n_iter,
+        "seed": seed,
+        "figure": str(figure),
+    }
+    markdown = conversion_markdown(summary, run)
+    return finish_report(out_dir / "conversion_eval", report, markdown, start)
+
+
+def _summarise(rows: list[dict]) -> dict[str, dict[str, float]]:
+    out = {}
+    for direction in ("male->female", "female->male"):
+        rs = [r for r in rows if r["direction"] == direction]
+        out[direction] = {
+            "pairs": len(rs),
+            "median_f0_shift": _median([r["f0_shift"] for r in rs]),
+            "median_f0_source": _median([r["f0_source"] for r in rs]),
+            "median_f0_target": _median([r["f0_target"] for r in rs]),
+            "median_f0_converted": _median([r["f0_converted"] for r in rs]),
+            "voiced_conversions": sum(r["f0_converted"] is not None for r in rs),
+            "moved_half_gap": _fraction_at_least([r["f0_shift"] for r in rs], 0.5),
+            "digit_accuracy": float(np.mean([r["predicted_digit"] == r["digit"] for r in rs])),
+            "source_digit_accuracy": float(
+                np.mean([r["source_digit_predicted"] == r["digit"] for r in rs])
+            ),
+            "closer_to_target": float(
+                np.mean([r["cos_target_speaker"] > r["cos_source_speaker"] for r in rs])
+            ),
+        }
+    return out
+
+
+def _known(values: list[float | None]) -> np.ndarray:
+    """The finite values, dropping None (pyin found nothing voiced)."""
+    v = np.asarray([np.nan if x is None else x for x in values], float)
+    return v[np.isfinite(v)]
+
+
+def _fraction_at_least(values: list[float | None], threshold: float) -> float | None:
+    """Fraction of the known values that reach ``threshold``; None if there are none."""
+    v = _known(values)
+    return float(np.mean(v >= threshold)) if v.size else None
+
+
+def _finite(value: float) -> float | None:
+    """``value``, or None (JSON null) where pyin found nothing voiced."""
+    return float(value) if np.isfinite(value) else None
+
+
+def _median(values: list[float | None]) -> float | None:
+    """Median of the known values; None if there are none."""
+    v = _known(values)
+    return float(np.median(v)) if v.size else None
+
+
+def _hz(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def conversion_markdown(summary: dict, run) -> str:
+    lines = [
+        f"# Voice conversion measured (run `{run}`)",
+        "",
+        "| direction | pairs | median f0 source / target / converted (Hz) | f0 shift | pairs "
+        "shifted >= 0.5 | digit recognised (converted) | digit recognised (source) | closer to "
+        "target speaker |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for direction, s in summary.items():
+        shift = "n/a" if s["median_f0_shift"] is None else f"{s['median_f0_shift']:.2f}"
+        moved = "n/a" if s["moved_half_gap"] is None else f"{100 * s['moved_half_gap']:.0f}%"
+        lines.append(
+            f"| {direction} | {s['pairs']} ({s['voiced_conversions']} voiced) | "
+            f"{_hz(s['median_f0_source'])} / {_hz(s['median_f0_target'])}"
+            f" / {_hz(s['median_f0_converted'])} | {shift} | {moved} | "
+            f"{100 * s['digit_accuracy']:.1f}% | "
+            f"{100 * s['source_digit_accuracy']:.1f}% | {100 * s['closer_to_target']:.1f}% |"
+        )
+    return "\n".join(lines)
+
+
+def _figure(sm: SpeechModel, male, allison, load, path: Path) -> Path:
+    """Figure 6: male, female, male -> female, female -> male (same digit)."""
+    female = allison[male.digit]
+    _, a, n_a, _ = load(male.path)
+    _, b, n_b, _ = load(female.path)
+    conv = convert_pair(sm, a, b)
+    spec = lambda x, n: sm.stats.denormalise(x.reshape(-1, x.shape[-1])[:n])  # noqa: E731
+    panels = [
+        (f"(a) male: {male.name.split('/')[-1]}", spec(a, n_a)),
+        (f"(b) female: {female.name.split('/')[-1]}", spec(b, n_b)),
+        ("(c) male -> female", spec(conv["a_to_b"], n_a)),
+        ("(d) female -> male", spec(conv["b_to_a"], n_b)),
+    ]
+    return spectrogram_figure(panels, sm.cfg, path)

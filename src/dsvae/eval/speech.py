@@ -23,12 +23,11 @@ import numpy as np
 import torch
 
 from dsvae import ops
-from dsvae.data import SequenceDataset
+from dsvae.data import SequenceDataset, model_batches, require_same_frames
 from dsvae.data.speech import spectrogram_settings
 from dsvae.errors import DataError
+from dsvae.eval.report import finish_report
 from dsvae.eval.verification import cosine_scores, equal_error_rate, trial_labels
-from dsvae.io import atomic_write_json, atomic_write_text
-from dsvae.machine import machine_description
 
 CONDITIONS = {
     "test-seen": "held-out utterances of the training speakers",
@@ -84,10 +83,7 @@ def model_embeddings(
     """mu_f (U, F) and mu_z (U, Z) per utterance (posterior means, Table 2 protocol)."""
     device = next(model.parameters()).device
     f_rows, z_rows = [], []
-    for start in range(0, len(dataset), batch_size):
-        x = torch.from_numpy(np.array(dataset.frames[start : start + batch_size])).to(
-            device
-        )  # (B, T, D)
+    for x in model_batches(dataset, batch_size, device=device):  # (B, T, D)
         enc = ops.encode(model, x)
         f_rows.append(enc.f.double().cpu().numpy())  # (B, F)
         z_rows.append(enc.z.mean(dim=1).double().cpu().numpy())  # (B, Z): mean over t
@@ -241,25 +237,17 @@ def evaluate_speech(runs: list[str | Path], data_dir: str | Path, out_dir: str |
     for split in splits:
         dataset = load_condition(data_dir, split)
         for name, model in models.items():
-            if tuple(model.frame_shape) != tuple(dataset.frame_shape):
-                raise DataError(
-                    f"{name} models frames {list(model.frame_shape)} but {dataset.path} has "
-                    f"{list(dataset.frame_shape)}"
-                )
+            require_same_frames(
+                dataset.frame_shape, model.frame_shape, f"{dataset.path} is not its data", name
+            )
         conditions[split] = evaluate_condition(models, dataset)
     report = {
         "conditions": conditions,
         "paper_table2_timit": {" ".join(map(str, k)): v for k, v in PAPER_TABLE2.items()},
         "runs": [str(r) for r in runs],
         "data": str(data_dir),
-        "wall_time_s": round(time.perf_counter() - start, 1),
-        "machine": machine_description(),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "speech_eval.json", report)
     parts = ["# Speaker verification (Table 2 protocol)", ""]
     for split, cond in conditions.items():
         parts += [f"## {split}: {cond['description']}", "", table_markdown(cond), ""]
-    report["markdown"] = "\n".join(parts)
-    atomic_write_text(out_dir / "speech_eval.md", report["markdown"])
-    return report
+    return finish_report(out_dir / "speech_eval", report, "\n".join(parts), start)

@@ -12,8 +12,9 @@
   and on swaps between two test sequences (whether the other factor carries the row).
 * :func:`probe` runs all three on a small set and returns one flat row of numbers: the
   in-training measurement (``dsvae.train.callbacks.DisentanglementProbe``) and the score
-  of the ablation runner. :func:`validation_split` gives the validation characters of a
-  run, so that choices never look at the test characters.
+  of the ablation runner. :func:`~dsvae.eval.sprites_splits.validation_split` gives the
+  validation characters of a run, so that choices never look at the test characters;
+  :mod:`dsvae.eval.sprites_tables` holds the paper's numbers and the Markdown tables.
 """
 
 from __future__ import annotations
@@ -27,30 +28,32 @@ import numpy as np
 import torch
 
 from dsvae import ops
-from dsvae.config import TrainConfig
-from dsvae.data import SequenceDataset, SequenceSubset, prepare_frames
+from dsvae.data import (
+    SequenceDataset,
+    SequenceSubset,
+    model_batches,
+    model_frames,
+    require_same_frames,
+)
 from dsvae.errors import DataError
 from dsvae.eval import metrics
-from dsvae.io import atomic_write_json, atomic_write_text
-from dsvae.machine import machine_description, resolve_device
+from dsvae.eval.report import finish_report
+from dsvae.eval.sprites_splits import (
+    SPLIT_NAMES,
+    resolve_test_split,
+    run_train_config,
+    validation_split,
+)
+from dsvae.eval.sprites_tables import (
+    ACTION_PARTS,
+    ATTRIBUTES,
+    PAPER_TABLE1,
+    inferred_factors_markdown,
+    later_work_markdown,
+    table1_markdown,
+)
+from dsvae.machine import resolve_device
 from dsvae.model import DSVAE
-
-ATTRIBUTES = ("skin", "pants", "tops", "hair")
-# The action label is 3 * motion + direction: motions [walk, spellcast, slash], directions
-# [front, left, right]. The direction does not change within a sequence, so it is as much
-# content as motion; both parts are reported beside the paper's action row.
-ACTION_PARTS = ("motion", "direction")
-
-# Li & Mandt (2018), Table 1 (factorised q, paper network)
-PAPER_TABLE1 = {
-    "skin": {"disagreement": 0.0398, "kl_recon": 0.7847, "kl_random": 8.8859},
-    "pants": {"disagreement": 0.0182, "kl_recon": 0.3565, "kl_random": 8.9293},
-    "tops": {"disagreement": 0.0034, "kl_recon": 0.0647, "kl_random": 8.9173},
-    "hair": {"disagreement": 0.0006, "kl_recon": 0.0126, "kl_random": 8.9566},
-    "action": {"disagreement": 0.0811, "kl_recon": 0.9027, "kl_random": 13.7510},
-}
-# A published re-run of DSVAE under the later-work protocol (action accuracy).
-PUBLISHED_LATER_WORK = {"action_acc": 0.9073}
 
 
 @dataclass
@@ -73,24 +76,18 @@ class Batches:
         return torch.cat(store[name])
 
 
-def _frames(
-    dataset: SequenceDataset, idx: np.ndarray | slice, device: torch.device
-) -> torch.Tensor:
-    """Model-space frames of the sequences ``idx`` (a copy out of the memory map)."""
-    return prepare_frames(torch.from_numpy(np.array(dataset.frames[idx])).to(device))
-
-
 def iterate(
     dataset: SequenceDataset, batch_size: int, device: torch.device
 ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """Model-space frames and the labels, ``batch_size`` sequences at a time, in order."""
     labels = dataset.labels
-    for start in range(0, len(dataset), batch_size):
-        stop = min(len(dataset), start + batch_size)
-        yield (
-            _frames(dataset, slice(start, stop), device),
-            {k: torch.as_tensor(labels[k][start:stop]) for k in ("attributes", "action")},
-        )
+    for start, x in zip(
+        range(0, len(dataset), batch_size),
+        model_batches(dataset, batch_size, device=device),
+        strict=True,
+    ):
+        stop = start + len(x)
+        yield x, {k: torch.as_tensor(labels[k][start:stop]) for k in ("attributes", "action")}
 
 
 def action_parts(p_action: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -99,8 +96,9 @@ def action_parts(p_action: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"motion": grid.sum(-1), "direction": grid.sum(-2)}
 
 
-def _split(probs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Judge outputs by head name: attributes per frame (B, T, K), action per sequence (B, 9)."""
+def _judged(judge, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The judge's probabilities by head: attributes per frame (B, T, K), action (B, 9)."""
+    probs = judge.predict_proba(frames)
     return {name: probs[name] for name in (*ATTRIBUTES, "action")}
 
 
@@ -122,13 +120,9 @@ def table1(
     gen = torch.Generator(device=device).manual_seed(seed)
     keep_f, keep_z = Batches.empty(), Batches.empty()
     for x, _ in iterate(dataset, batch_size, device):
-        p_data = _split(judge.predict_proba(x))
-        fixed_f = _split(
-            judge.predict_proba(ops.conditional_generate(model, x, "f", generator=gen))
-        )
-        fixed_z = _split(
-            judge.predict_proba(ops.conditional_generate(model, x, "z", generator=gen))
-        )
+        p_data = _judged(judge, x)
+        fixed_f = _judged(judge, ops.conditional_generate(model, x, "f", generator=gen))
+        fixed_z = _judged(judge, ops.conditional_generate(model, x, "z", generator=gen))
         keep_f.add(keep_f.data, {k: p_data[k] for k in ATTRIBUTES})
         keep_f.add(keep_f.generated, {k: fixed_f[k] for k in ATTRIBUTES})
         keep_z.add(keep_z.data, {"action": p_data["action"]})
@@ -165,12 +159,8 @@ def later_work(
     gen = torch.Generator(device=device).manual_seed(seed)
     store = Batches.empty()
     for x, labels in iterate(dataset, batch_size, device):
-        fixed_z = _split(
-            judge.predict_proba(ops.conditional_generate(model, x, "z", generator=gen))
-        )
-        fixed_f = _split(
-            judge.predict_proba(ops.conditional_generate(model, x, "f", generator=gen))
-        )
+        fixed_z = _judged(judge, ops.conditional_generate(model, x, "z", generator=gen))
+        fixed_f = _judged(judge, ops.conditional_generate(model, x, "f", generator=gen))
         store.add(store.generated, {"action": fixed_z["action"]})
         store.add(store.generated, {k: fixed_f[k] for k in ATTRIBUTES})
         t = x.shape[1]
@@ -218,12 +208,12 @@ def inferred_factors(
     seen: dict[str, Batches] = {k: Batches.empty() for k in ("data", "recon", "swap", "donor")}
 
     def add(kind: str, frames: torch.Tensor) -> None:
-        seen[kind].add(seen[kind].data, _split(judge.predict_proba(frames)))
+        seen[kind].add(seen[kind].data, _judged(judge, frames))
 
     for start, (x, _) in zip(
         range(0, n, batch_size), iterate(dataset, batch_size, device), strict=True
     ):
-        x_donor = _frames(dataset, donors[start : start + len(x)], device)
+        x_donor = model_frames(dataset.frames[donors[start : start + len(x)]], device)
         add("data", x)
         add("donor", x_donor)
         add("recon", ops.reconstruct(model, x))
@@ -289,145 +279,6 @@ def probe(
     return result
 
 
-def _sprites_split(path: Path) -> SequenceDataset:
-    dataset = SequenceDataset(path)
-    missing = [k for k in ("attributes", "action", "character") if k not in dataset.labels]
-    if missing:
-        raise DataError(
-            f"{dataset.path} has no {missing[0]!r} labels: not a Sprites split; build one with "
-            "`dsvae data sprites --sheets DIR --out DIR`"
-        )
-    return dataset
-
-
-def validation_split(
-    data_dir: str | Path, cfg: TrainConfig, *, characters: int | None = None
-) -> SequenceSubset:
-    """The validation sequences that a run with training config ``cfg`` held out.
-
-    ``data_dir`` is a Sprites folder (its ``train/`` is used) or its training split. The
-    split is the one training made (:func:`dsvae.train.module.train_val_indices`); with
-    ``characters`` only that many of its characters (the lowest ids) are kept, all 9
-    sequences of each, in the split's order.
-    """
-    from dsvae.train.module import train_val_indices
-
-    data_dir = Path(data_dir)
-    dataset = _sprites_split(data_dir / "train" if (data_dir / "train").is_dir() else data_dir)
-    _, val = train_val_indices(dataset, cfg)
-    if not len(val):
-        raise DataError(
-            "the run held out no validation sequences (train.val_fraction is 0): there is "
-            "nothing to score without looking at the test split"
-        )
-    if characters is not None:
-        if characters < 1:
-            raise DataError(f"characters must be >= 1, got {characters}")
-        chars = dataset.labels["character"][val]
-        keep = np.unique(chars)[:characters]
-        val = val[np.isin(chars, keep)]
-    return SequenceSubset(dataset, val)
-
-
-# ----------------------------------------------------------------------------- reports
-
-
-def _pct(v: float) -> str:
-    return f"{100 * v:.2f}%"
-
-
-def _row_label(name: str) -> str:
-    return f"action: {name}" if name in ACTION_PARTS else name
-
-
-def table1_markdown(rows: dict[str, dict[str, float]]) -> str:
-    """Our Table 1 next to the paper's (factorised q, paper network)."""
-    lines = [
-        "| attribute | disagreement | paper | KL-recon | paper | KL-random | paper |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, row in rows.items():
-        if name not in PAPER_TABLE1:  # the two parts of the action row
-            lines.append(
-                f"| {_row_label(name)} | {_pct(row['disagreement'])} | — | {row['kl_recon']:.4f} | — | "
-                f"{row['kl_random']:.4f} | — |"
-            )
-            continue
-        p = PAPER_TABLE1[name]
-        lines.append(
-            f"| {name} | {_pct(row['disagreement'])} | {_pct(p['disagreement'])} | "
-            f"{row['kl_recon']:.4f} | {p['kl_recon']:.4f} | {row['kl_random']:.4f} | {p['kl_random']:.4f} |"
-        )
-    return "\n".join(lines)
-
-
-def later_work_markdown(result: dict[str, float]) -> str:
-    """The later-work protocol; ceilings IS = 9 and H(y) = ln 9 for the actions."""
-    lines = [
-        "| keep z, sample f | value | ceiling |",
-        "|---|---|---|",
-        f"| action Acc | {_pct(result['action_acc'])} | 100% (published DSVAE re-run: {_pct(PUBLISHED_LATER_WORK['action_acc'])}) |",
-        f"| IS | {result['inception_score']:.3f} | 9 |",
-        f"| H(y\\|x) | {result['h_y_given_x']:.3f} | 0 |",
-        f"| H(y) | {result['h_y']:.3f} | {np.log(9):.3f} |",
-        f"| motion Acc (walk / spellcast / slash) | {_pct(result['motion_acc'])} | 100% |",
-        f"| direction Acc (front / left / right) | {_pct(result['direction_acc'])} | 100% |",
-        "",
-        "| keep f, sample z | accuracy |",
-        "|---|---|",
-    ]
-    lines += [f"| {name} | {_pct(result[f'{name}_acc'])} |" for name in ATTRIBUTES]
-    return "\n".join(lines)
-
-
-def inferred_factors_markdown(
-    diag: dict[str, dict[str, float]], rows: dict[str, dict[str, float]]
-) -> str:
-    """The two diagnostics beside the Table 1 disagreement of the same row."""
-    lines = [
-        "| attribute | reconstruction (f, z inferred) | swap (f, z inferred from two sequences) "
-        "| Table 1 (one factor sampled) |",
-        "|---|---|---|---|",
-    ]
-    lines += [
-        f"| {_row_label(name)} | {_pct(value)} | {_pct(diag['swap'][name])} | "
-        f"{_pct(rows[name]['disagreement'])} |"
-        for name, value in diag["reconstruction"].items()
-    ]
-    return "\n".join(lines)
-
-
-def resolve_test_split(data_dir: str | Path) -> SequenceDataset:
-    """The test split of a Sprites folder (``DIR/test``), or ``DIR`` itself."""
-    data_dir = Path(data_dir)
-    dataset = SequenceDataset(data_dir / "test" if (data_dir / "test").is_dir() else data_dir)
-    missing = [k for k in ("attributes", "action") if k not in dataset.labels]
-    if missing:
-        raise DataError(
-            f"{dataset.path} has no {missing[0]!r} labels: not a Sprites split; build one with "
-            "`dsvae data sprites --sheets DIR --out DIR`"
-        )
-    return dataset
-
-
-_SPLIT_NAMES = {"test": "test", "val": "validation"}
-
-
-def _run_train_config(run: str | Path) -> TrainConfig:
-    """The training config of a run folder (or of the run folder holding a model folder)."""
-    from dsvae.train.run import CONFIG_FILE, read_run_config
-
-    run = Path(run)
-    for folder in (run, run.parent):
-        if (folder / CONFIG_FILE).is_file():
-            return read_run_config(folder).train
-    raise DataError(
-        f"{run} is not inside a run folder (no {CONFIG_FILE} in it or its parent): the "
-        "validation characters are defined by the run's config; use --split test for a "
-        "model folder on its own"
-    )
-
-
 def evaluate_sprites(
     run: str | Path,
     judge_dir: str | Path,
@@ -458,25 +309,19 @@ def evaluate_sprites(
     device = resolve_device(device)
     model, judge = load_model(run, device), load_judge(judge_dir, device)
     if split == "val":
-        dataset = validation_split(data_dir, _run_train_config(run))
+        dataset = validation_split(data_dir, run_train_config(run))
     elif split == "test":
         dataset = resolve_test_split(data_dir)
     else:
         raise DataError(f"split must be 'test' or 'val', got {split!r}")
-    if tuple(dataset.frame_shape) != model.frame_shape:
-        raise DataError(
-            f"the test frames are {list(dataset.frame_shape)} but the model was trained on "
-            f"{list(model.frame_shape)}"
-        )
+    require_same_frames(dataset.frame_shape, model.frame_shape, "evaluate on Sprites frames")
     check_frame_shape(judge, dataset.frame_shape)
     rows = table1(model, judge, dataset, seed=seed, batch_size=batch_size)
     later = later_work(model, judge, dataset, seed=seed, batch_size=batch_size)
     diag = inferred_factors(model, judge, dataset, batch_size=batch_size)
     pictures: list[Path] = []
     if figures:
-        x = prepare_frames(
-            torch.from_numpy(np.array(dataset.frames[:: max(1, len(dataset) // 6)][:6])).to(device)
-        )
+        x = model_frames(dataset.frames[:: max(1, len(dataset) // 6)][:6], device)
         pictures += figure3(model, x, out_dir / "figures", seed=seed)
         for share in ("f", "z"):
             classes = trajectories(
@@ -502,16 +347,12 @@ def evaluate_sprites(
         "seed": seed,
         "device": device.type,
         "trajectory_sequences": trajectory_sequences if figures else 0,
-        "wall_time_s": round(time.perf_counter() - start, 1),
-        "machine": machine_description(),
         "figures": [str(p) for p in pictures],
     }
-    atomic_write_json(out_dir / "sprites_eval.json", report)
     markdown = (
-        f"# Sprites evaluation\n\nrun `{run}`, judge `{judge_dir}`, {len(dataset)} {_SPLIT_NAMES[split]} sequences, "
+        f"# Sprites evaluation\n\nrun `{run}`, judge `{judge_dir}`, {len(dataset)} {SPLIT_NAMES[split]} sequences, "
         f"seed {seed}, {model.config.posterior} q\n\n## Table 1 protocol\n\n{table1_markdown(rows)}\n\n"
         f"## Later-work protocol\n\n{later_work_markdown(later)}\n\n"
         f"## Both factors inferred (diagnostic)\n\n{inferred_factors_markdown(diag, rows)}\n"
     )
-    atomic_write_text(out_dir / "sprites_eval.md", markdown)
-    return report
+    return finish_report(out_dir / "sprites_eval", report, markdown, start)

@@ -9,7 +9,6 @@ from dsvae.model.frames import (
     MlpFrameDecoder,
     MlpFrameEncoder,
 )
-from dsvae.model.io import load_model, save_model
 from dsvae.model.posteriors import (
     FactorisedDynamicsPosterior,
     FullDynamicsPosterior,
@@ -17,6 +16,7 @@ from dsvae.model.posteriors import (
 )
 from dsvae.model.prior import DynamicsPrior
 from dsvae.model.registry import MODELS, build_model
+from dsvae.model.saved import load_model, save_model
 from dsvae.model.sequence import DSVAEOutput, SequenceModel
 
 __all__ = [

@@ -28,7 +28,7 @@ from dsvae.model.distributions import rsample, standard_normal
 from dsvae.model.objective import elbo_terms, weighted_loss
 
 
-def check_frames(x: torch.Tensor, frame_shape: tuple[int, ...]) -> None:
+def check_input_batch(x: torch.Tensor, frame_shape: tuple[int, ...]) -> None:
     """Raise :class:`DataError` unless ``x`` is (B, T, *frame_shape) floats."""
     if x.ndim != 2 + len(frame_shape) or tuple(x.shape[2:]) != tuple(frame_shape):
         raise DataError(
@@ -80,13 +80,13 @@ class SequenceModel(nn.Module):
     def frame_shape(self) -> tuple[int, ...]:
         return tuple(self.config.frame_shape)
 
-    def check_frames(self, x: torch.Tensor) -> None:
+    def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`DataError` unless ``x`` is (B, T, *frame_shape) floats."""
-        check_frames(x, self.frame_shape)
+        check_input_batch(x, self.frame_shape)
 
     def encode_features(self, x: torch.Tensor) -> torch.Tensor:
         """Per-frame features (B, T, E) of frames (B, T, *frame)."""
-        self.check_frames(x)
+        self.check_input(x)
         return self.encoder(x)
 
     def posterior_f(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> Independent:

@@ -133,7 +133,7 @@ class DisentanglementProbe(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         from dsvae.eval.judge import check_frame_shape, load_judge
-        from dsvae.eval.sprites import validation_split
+        from dsvae.eval.sprites_splits import validation_split
 
         if not trainer.is_global_zero:
             return

@@ -10,7 +10,7 @@ from typing import Any
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from dsvae.io import atomic_path
+from dsvae.atomic import atomic_path
 
 
 class RunCSVLogger(Logger):

@@ -26,14 +26,15 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
-from dsvae.config import ExperimentConfig, from_dict, to_dict
+from dsvae.atomic import atomic_write_json, atomic_write_text
+from dsvae.config import ExperimentConfig
+from dsvae.config_files import from_dict, to_dict
 from dsvae.data import SequenceDataset
 from dsvae.errors import ConfigError, DataError, DsvaeError
-from dsvae.io import atomic_write_json, atomic_write_text
 from dsvae.model import DSVAE, save_model
 from dsvae.model.objective import Objective
 from dsvae.train.callbacks import DisentanglementProbe, NonFiniteLossGuard, PicturesCallback
-from dsvae.train.checkpoint_io import AtomicCheckpointIO
+from dsvae.train.checkpoints import AtomicCheckpointIO
 from dsvae.train.csv_log import RunCSVLogger, last_logged
 from dsvae.train.module import (
     DSVAEModule,
@@ -327,7 +328,7 @@ def export_checkpoint(run_dir: str | Path, checkpoint: str = LAST_CHECKPOINT) ->
     the run's ``config.yaml``. Returns the model folder.
     """
     from dsvae.model import build_model
-    from dsvae.train.checkpoint_io import AtomicCheckpointIO
+    from dsvae.train.checkpoints import AtomicCheckpointIO
 
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / checkpoint
@@ -338,3 +339,19 @@ def export_checkpoint(run_dir: str | Path, checkpoint: str = LAST_CHECKPOINT) ->
     model = build_model(config.model)
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
     return save_model(model.eval(), run_dir / "model")
+
+
+def training_length(run: str | Path) -> int | None:
+    """T of the data a run folder was trained on, when its ``summary.json`` records it."""
+    import json
+
+    summary = Path(run) / "summary.json"
+    if not summary.is_file():
+        return None
+    try:
+        length = json.loads(summary.read_text(encoding="utf-8")).get("sequence_length")
+    except (ValueError, AttributeError) as err:
+        raise DsvaeError(
+            f"{summary} is not valid JSON ({err}); pass --length, or delete the file"
+        ) from err
+    return length if isinstance(length, int) else None

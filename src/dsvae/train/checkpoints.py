@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from dsvae.atomic import atomic_path
 from dsvae.errors import DsvaeError
-from dsvae.io import atomic_path
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from dsvae.config import ModelConfig, from_dict, to_dict
+from dsvae.atomic import atomic_path, atomic_write_json
+from dsvae.config import ModelConfig
+from dsvae.config_files import from_dict, to_dict
 from dsvae.errors import ConfigError, ModelFileError
-from dsvae.io import atomic_path, atomic_write_json
 from dsvae.model.dsvae import DSVAE
 from dsvae.model.registry import build_model
 
@@ -23,16 +25,43 @@ WEIGHTS_FILE = "model.safetensors"
 
 def save_model(model: DSVAE, directory: str | Path) -> Path:
     """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically each)."""
+    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": to_dict(model.config)}
+    return save_folder(model, directory, WEIGHTS_FILE, CONFIG_FILE, document)
+
+
+def save_folder(
+    module: torch.nn.Module,
+    directory: str | Path,
+    weights_file: str,
+    config_file: str,
+    document: dict[str, Any],
+) -> Path:
+    """Write ``weights_file`` (safetensors) then ``config_file`` (``document`` as JSON).
+
+    Each file is written atomically; ``document["format"]`` is also stored in the weights'
+    metadata. Used for models and for the Sprites judge.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(directory / WEIGHTS_FILE) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT})
-    atomic_write_json(
-        directory / CONFIG_FILE,
-        {"format": FORMAT, "format_version": FORMAT_VERSION, "model": to_dict(model.config)},
-    )
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    with atomic_path(directory / weights_file) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": document["format"]})
+    atomic_write_json(directory / config_file, document)
     return directory
+
+
+def read_document(file: Path, format: str, key: str, what: str) -> dict[str, Any]:
+    """The JSON object in ``file``, checked to be a ``format`` document holding ``key``.
+
+    Raises :class:`ModelFileError` ("... is not a dsvae ``what`` config") otherwise.
+    """
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"{file} is not valid JSON: {err}") from err
+    if not isinstance(data, dict) or data.get("format") != format or key not in data:
+        raise ModelFileError(f"{file} is not a dsvae {what} config")
+    return data
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -53,12 +82,7 @@ def resolve_model_dir(path: str | Path) -> Path:
 
 
 def read_model_config(directory: Path) -> ModelConfig:
-    try:
-        data = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelFileError(f"{directory / CONFIG_FILE} is not valid JSON: {err}") from err
-    if not isinstance(data, dict) or data.get("format") != FORMAT or "model" not in data:
-        raise ModelFileError(f"{directory / CONFIG_FILE} is not a dsvae model config")
+    data = read_document(directory / CONFIG_FILE, FORMAT, "model", "model")
     try:
         return from_dict(ModelConfig, data["model"], "model.")
     except ConfigError as err:

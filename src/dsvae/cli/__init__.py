@@ -1,0 +1,80 @@
+"""The ``dsvae`` command: parse, call the library, print where the outputs went.
+
+One module per subcommand group: :mod:`~dsvae.cli.quickstart`, :mod:`~dsvae.cli.data`,
+:mod:`~dsvae.cli.train` (train, export, ablate, judge), :mod:`~dsvae.cli.operations`
+(reconstruct, generate, swap, impute, convert) and :mod:`~dsvae.cli.evaluate`.
+
+Errors in what the user passed (a bad config, a missing data set, a model folder
+without config.json, ...) print one line and exit with status 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from dsvae import __version__
+from dsvae.cli import data, evaluate, operations, quickstart, train
+from dsvae.cli.common import formatter
+from dsvae.errors import DsvaeError
+
+EPILOG_MAIN = """\
+examples:
+  dsvae quickstart --out dsvae-quickstart
+  dsvae data bouncing-ball --out data/ball --n 5000 --length 30
+  dsvae data video --in my-videos --out data/mine --length 16 --size 64
+  dsvae train configs/quickstart.yaml --data data/ball --out runs/ball
+  dsvae swap runs/ball --data data/ball --out pictures/swap
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand, in the order ``dsvae --help`` lists them."""
+    parser = argparse.ArgumentParser(
+        prog="dsvae",
+        description="Disentangled Sequential Autoencoder (Li & Mandt, ICML 2018): learn a static "
+        "latent f (content) and dynamic latents z_t (motion) from video or audio sequences.",
+        epilog=EPILOG_MAIN,
+        formatter_class=formatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"dsvae {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    quickstart.register(sub)
+    data.register(sub)
+    train.register_train(sub)
+    train.register_export(sub)
+    train.register_ablate(sub)
+    operations.register_pictures(sub)
+    train.register_judge(sub)
+    evaluate.register(sub)
+    operations.register_convert(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    try:
+        args.func(args)
+    except (DsvaeError, MemoryError) as err:
+        if args.debug:
+            raise
+        print(f"dsvae {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (YAML and torch messages span several)."""
+    text = " ".join(str(err).split())
+    if isinstance(err, MemoryError):
+        return f"not enough memory ({text or 'allocation failed'}); ask for smaller sizes"
+    return text
