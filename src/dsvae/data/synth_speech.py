@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from dsvae.data.dataset import check_target, commit_folder
+from dsvae.data.dataset import FRAMES_FILE, check_target, commit_folder
 from dsvae.data.speech import SPLITS, Utterance, _holdout, build_speech
 from dsvae.errors import DataError
 from dsvae.io import current_umask
@@ -67,7 +67,7 @@ PITCH_RANGE = (0, 99)  # espeak-ng -p
 SPEED_RANGE = (80, 450)  # espeak-ng -s, words per minute
 UTTERANCES_FILE = "utterances.csv"
 _WORD = re.compile(r"[a-z][a-z' ]*")
-_MARKERS = tuple(f"{split}/frames.npy" for split in SPLITS)
+_MARKERS = tuple(f"{split}/{FRAMES_FILE}" for split in SPLITS)
 _INSTALL = "install espeak-ng: apt-get install espeak-ng (Debian/Ubuntu) or brew install espeak-ng"
 
 
@@ -223,11 +223,9 @@ def _espeak(args: list[str], text: str | None = None) -> bytes:
 
 def speak(text: str, variant: str, pitch: int, speed: int) -> np.ndarray:
     """espeak-ng's rendering of ``text``, mono float32 at 8 kHz."""
-    import soundfile as sf
-
     from dsvae.audio import require
 
-    librosa = require("librosa")
+    sf, librosa = require("soundfile"), require("librosa")
     wav = _espeak(
         ["-v", f"{LANGUAGE}+{variant}", "-p", str(pitch), "-s", str(speed), "--stdout"], text
     )
