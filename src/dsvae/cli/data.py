@@ -31,6 +31,7 @@ def register(sub) -> None:
     _bouncing_ball(kinds)
     _sprites(kinds)
     _speech(kinds)
+    _synth_speech(kinds)
     _video(kinds)
 
 
@@ -148,6 +149,11 @@ def _speech(kinds) -> None:
     d.add_argument("--allison", type=Path, help="the Allison prompts folder (one female speaker)")
     d.add_argument("--timit", type=Path, help="TIMIT folder with TRAIN/ and TEST/")
     d.add_argument("--folder", type=Path, help="any folder of mono WAV files")
+    d.add_argument(
+        "--synth",
+        type=Path,
+        help="a folder written by `dsvae data synth-speech` (its voices and split are kept)",
+    )
     rule = d.add_mutually_exclusive_group()
     rule.add_argument(
         "--speaker-regex",
@@ -216,6 +222,7 @@ def cmd_data_speech(args: argparse.Namespace) -> None:
         unseen=args.unseen,
         holdout=args.holdout,
         seed=args.seed,
+        synth=args.synth,
     )
     for note in notes:
         print(note)
@@ -235,6 +242,116 @@ def cmd_data_speech(args: argparse.Namespace) -> None:
     for path in out.values():
         ds = SequenceDataset(path)
         print(f"wrote {path}: {len(ds)} segments of {ds.length} x {ds.frame_shape[0]}")
+
+
+# ----------------------------------------------------------------------------- synthetic speech
+
+
+def _synth_speech(kinds) -> None:
+    from dsvae.data import synth_speech as sy
+
+    p = add(
+        kinds,
+        "synth-speech",
+        "many synthetic voices saying digits (espeak-ng): voice, pitch and f0 known",
+        "Synthesise a controlled many-voice speech set with espeak-ng (apt-get install "
+        "espeak-ng). Each voice is an espeak-ng variant (its gender from espeak-ng) at one "
+        "pitch (-p, per gender) and speed (-s); it says every word --takes times with the "
+        "pitch and speed jittered a little. The audio is resampled to 8 kHz and cut by the "
+        "front end of `dsvae data speech`, so the two can be mixed (dsvae data speech --synth). "
+        "Writes OUT/train and OUT/test-seen (held-out takes of the training voices), "
+        "OUT/test-unseen (every voice of the held-out variants) and OUT/wav (the WAVs and "
+        "utterances.csv). Labels: voice, variant, pitch, pitch_used, speed_used, word, f0 "
+        "(pyin, Hz), digit, gender. Deterministic from --seed.",
+        "examples:\n  dsvae data synth-speech --out data/synth\n"
+        "  dsvae data synth-speech --out data/synth-small --voices m1,m3,f1,f3 --words one,two "
+        "--takes 2\n  dsvae data speech --fsdd ../shared/data/fsdd --allison "
+        "../shared/data/allison --synth data/synth --out data/speech-synth",
+    )
+    default_voices = ",".join(sy.MALE_VARIANTS + sy.FEMALE_VARIANTS)
+    p.add_argument("--out", type=Path, required=True, help="folder to create")
+    p.add_argument(
+        "--voices",
+        type=names,
+        default=names(default_voices),
+        metavar="V,V",
+        help=f"espeak-ng voice variants (`espeak-ng --voices=variant`; default {default_voices})",
+    )
+    for gender, pitches in (("male", sy.MALE_PITCHES), ("female", sy.FEMALE_PITCHES)):
+        p.add_argument(
+            f"--{gender}-pitches",
+            type=_ints,
+            default=list(pitches),
+            metavar="P,P",
+            help=f"espeak-ng -p settings (0-99) for {gender} variants "
+            f"(default {','.join(map(str, pitches))})",
+        )
+    p.add_argument(
+        "--speeds",
+        type=_ints,
+        default=list(sy.SPEEDS),
+        metavar="S,S",
+        help=f"espeak-ng -s settings, words per minute (default {','.join(map(str, sy.SPEEDS))})",
+    )
+    words = ",".join(sy.DIGIT_WORDS + sy.EXTRA_WORDS)
+    p.add_argument(
+        "--words", type=names, default=names(words), help=f"words said (default {words})"
+    )
+    p.add_argument("--takes", type=int, default=4, help="takes of each word per voice (default 4)")
+    p.add_argument("--pitch-jitter", type=int, default=4, help="± -p per take (default 4)")
+    p.add_argument("--speed-jitter", type=int, default=10, help="± -s per take (default 10)")
+    p.add_argument(
+        "--unseen",
+        type=names,
+        default=None,
+        metavar="V,V",
+        help="variants whose voices are all test-unseen (default: a quarter of each gender's, "
+        "drawn from --seed)",
+    )
+    p.add_argument(
+        "--holdout", type=float, default=0.2, help="fraction of takes held out as test-seen"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the jitter and the split")
+    p.add_argument("--jobs", type=int, default=1, help="processes (the data do not depend on it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+    p.set_defaults(func=cmd_data_synth_speech)
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in names(text)]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected integers like 60,95: {text!r}") from err
+
+
+def cmd_data_synth_speech(args: argparse.Namespace) -> None:
+    from dsvae.data import SequenceDataset
+    from dsvae.data import synth_speech as sy
+
+    male, female = sy.variants_by_gender(args.voices)
+    spec = sy.SynthSpec(
+        male_variants=male,
+        female_variants=female,
+        male_pitches=tuple(args.male_pitches),
+        female_pitches=tuple(args.female_pitches),
+        speeds=tuple(args.speeds),
+        words=tuple(args.words),
+        takes=args.takes,
+        pitch_jitter=args.pitch_jitter,
+        speed_jitter=args.speed_jitter,
+        unseen=None if args.unseen is None else tuple(args.unseen),
+        holdout=args.holdout,
+        seed=args.seed,
+    )
+    print(f"{len(spec.voices)} voices; unseen variants: {', '.join(spec.unseen_variants())}")
+    out = sy.build_synth_speech(
+        spec, args.out, jobs=args.jobs, overwrite=args.overwrite, show_progress=True
+    )
+    for split, path in out.items():
+        if split != "wav":
+            ds = SequenceDataset(path)
+            print(f"wrote {path}: {len(ds)} segments of {ds.length} x {ds.frame_shape[0]}")
+    print(f"wrote {out['wav']}: the WAVs and {sy.UTTERANCES_FILE}")
 
 
 # ----------------------------------------------------------------------------- your videos

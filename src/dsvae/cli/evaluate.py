@@ -151,43 +151,75 @@ def _conversion(kinds) -> None:
     v = add(
         kinds,
         "conversion",
-        "measure male<->female voice conversion: f0 shift, digit kept, speaker changed",
-        "Convert test takes of every FSDD training speaker's digits to the Allison voice and "
-        "Allison's digits to each speaker (the target always says another digit), through "
-        "Griffin-Lim. Measures the median f0 shift toward the target (pyin), whether a digit "
-        "classifier trained on real training spectra still recognises the digit, and whether mu_f "
-        "of the conversion is closer to the target speaker than to the source. Writes "
-        "conversion_eval.json/.md, figure6.png and example WAVs.",
-        "example:\n  dsvae evaluate conversion runs/speech-f16-factorised --data data/speech "
-        "--fsdd ../shared/data/fsdd --allison ../shared/data/allison --out eval/conversion",
+        "measure voice conversion: f0 shift, digit kept, speaker changed",
+        "Real speech (--fsdd and --allison): convert test takes of every FSDD training "
+        "speaker's digits to the Allison voice and Allison's digits to each speaker. "
+        "Synthetic speech (a --data folder from `dsvae data synth-speech`, no --fsdd): pair "
+        "the voices of --split across the f0 range (voice i of n, sorted by f0, with voice "
+        "i + n/2) and convert each one's digits to its partner's voice. The target always "
+        "says another word. Through Griffin-Lim, measures the median f0 shift toward the "
+        "target (pyin), whether a digit classifier trained on the training spectra still "
+        "recognises the digit, and whether mu_f of the conversion is closer to the target "
+        "speaker than to the source. Writes conversion_eval.json/.md, figure6.png and "
+        "example WAVs.",
+        "examples:\n  dsvae evaluate conversion runs/speech-f16-factorised --data data/speech "
+        "--fsdd ../shared/data/fsdd --allison ../shared/data/allison --out eval/conversion\n"
+        "  dsvae evaluate conversion runs/synth-f16 --data data/synth --split test-unseen "
+        "--out eval/synth-conversion",
     )
     add_run(v)
     add_path(v, "--data", "the speech data set it was trained on")
-    add_path(v, "--fsdd", "FSDD folder")
-    add_path(v, "--allison", "Allison folder")
+    v.add_argument("--fsdd", type=Path, help="FSDD folder (real pairs; with --allison)")
+    v.add_argument("--allison", type=Path, help="Allison folder (real pairs; with --fsdd)")
     add_path(v, "--out", "folder for the report")
     v.add_argument(
-        "--takes", type=int, default=1, help="test takes per digit and speaker (default 1)"
+        "--takes", type=int, default=1, help="real pairs: test takes per digit and speaker (1)"
+    )
+    v.add_argument(
+        "--split",
+        choices=("test-seen", "test-unseen"),
+        default="test-seen",
+        help="synthetic pairs: the voices of this split (default test-seen)",
+    )
+    v.add_argument(
+        "--per-voice", type=int, default=10, help="synthetic pairs: sources per voice (10)"
     )
     v.add_argument("--iterations", type=int, default=60, help="Griffin-Lim iterations (default 60)")
-    add_seed(v, "seed (classifier, Griffin-Lim)")
+    add_seed(v, "seed (classifier, Griffin-Lim, pairs)")
     v.set_defaults(func=cmd_evaluate_conversion)
 
 
 def cmd_evaluate_conversion(args: argparse.Namespace) -> None:
-    from dsvae.eval.conversion import evaluate_conversion
+    if (args.fsdd is None) != (args.allison is None):
+        raise DsvaeError("the real pairs need both --fsdd and --allison")
+    if args.fsdd is None:
+        from dsvae.eval.synth_conversion import evaluate_synth_conversion
 
-    if not 1 <= args.takes <= 5:
-        raise DsvaeError(f"--takes must be in 1..5 (FSDD's test takes), got {args.takes}")
-    report = evaluate_conversion(
-        args.run,
-        args.data,
-        args.fsdd,
-        args.allison,
-        args.out,
-        takes=args.takes,
-        n_iter=args.iterations,
-        seed=args.seed,
-    )
+        if args.per_voice < 1:
+            raise DsvaeError(f"--per-voice must be at least 1, got {args.per_voice}")
+        report = evaluate_synth_conversion(
+            args.run,
+            args.data,
+            args.out,
+            split=args.split,
+            per_voice=args.per_voice,
+            n_iter=args.iterations,
+            seed=args.seed,
+        )
+    else:
+        from dsvae.eval.conversion import evaluate_conversion
+
+        if not 1 <= args.takes <= 5:
+            raise DsvaeError(f"--takes must be in 1..5 (FSDD's test takes), got {args.takes}")
+        report = evaluate_conversion(
+            args.run,
+            args.data,
+            args.fsdd,
+            args.allison,
+            args.out,
+            takes=args.takes,
+            n_iter=args.iterations,
+            seed=args.seed,
+        )
     print(report["markdown"])
     print(f"wrote {args.out / 'conversion_eval.json'}, {args.out / 'figure6.png'} and example WAVs")

@@ -60,6 +60,7 @@ LICENCES = {
     "allison": "CC-BY-SA-3.0 (Allison Smith; Digium, Inc.)",
     "timit": "LDC User Agreement (TIMIT, LDC93S1): do not redistribute",
     "folder": "as the source audio",
+    "synth": "synthesised with espeak-ng from text (no recorded voice)",
 }
 
 
@@ -71,6 +72,7 @@ class _Plan:
     utterances: list[Utterance]
     speakers: list[str]
     cfg: SpectrogramConfig
+    extra: dict[str, int | float]  # extra label -> its value where an utterance lacks it
 
 
 def _plan(
@@ -89,7 +91,14 @@ def _plan(
     rate = sample_rate or audio_rate(utterances[0].path)
     speakers = sorted({u.speaker for u in utterances})
     cfg = SpectrogramConfig.for_rate(rate, dynamic_range_db=dynamic_range_db)
-    return _Plan(utterances, speakers, cfg)
+    extra: dict[str, int | float] = {}
+    for u in utterances:
+        for key, value in u.labels:
+            if isinstance(value, float):
+                extra[key] = float("nan")
+            else:
+                extra.setdefault(key, -1)
+    return _Plan(utterances, speakers, cfg, extra)
 
 
 def build_speech(
@@ -145,14 +154,25 @@ def build_speech(
                 lab["digit"] += [u.digit] * n
                 lab["gender"] += [GENDERS.get(u.gender, -1)] * n
                 lab["padded"] += seg.padded.tolist()
+                mine = dict(u.labels)
+                for key, missing in plan.extra.items():
+                    lab[key] += [mine.get(key, missing)] * n
                 names[s].append(u.name)
             for s in splits:
                 meta = _meta(plan, s, names[s], stats, short, dropped, seed, extra_meta)
-                writers[s].finish({k: np.asarray(v, np.int64) for k, v in labels[s].items()}, meta)
+                arrays = {k: _label_array(v, k in plan.extra) for k, v in labels[s].items()}
+                writers[s].finish(arrays, meta)
         commit_folder(staging, out_dir, overwrite, _MARKERS, "speech data set")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {s: out_dir / s for s in splits}
+
+
+def _label_array(values: list, extra: bool) -> np.ndarray:
+    """int64 labels; an extra label with a float in it (e.g. f0 in Hz) stays float64."""
+    if extra and any(isinstance(v, float) for v in values):
+        return np.asarray(values, np.float64)
+    return np.asarray(values, np.int64)
 
 
 def _segments(plan: _Plan, resample: bool, short: str, show_progress: bool, desc: str):

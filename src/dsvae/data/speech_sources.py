@@ -58,6 +58,7 @@ class Utterance:
     source: str
     digit: int = -1
     gender: str = "unknown"
+    labels: tuple[tuple[str, int | float], ...] = ()  # more per-utterance labels (synth)
 
 
 def _holdout(utterances: list[Utterance], fraction: float, seed: int) -> list[Utterance]:
@@ -289,16 +290,19 @@ def collect_utterances(
     unseen: Sequence[str] | None = None,
     holdout: float | None = None,
     seed: int = 0,
+    synth: str | os.PathLike | None = None,
 ) -> tuple[list[Utterance], list[str]]:
     """The utterances of every source named, each with its default split; also notes to print.
 
     ``holdout`` (None: each source's default, ``ALLISON_HOLDOUT``, ``TIMIT_HOLDOUT``,
     ``FOLDER_HOLDOUT``) and ``unseen`` (None: ``FSDD_UNSEEN`` for FSDD, nobody for a folder)
-    apply to every source that takes them. Messages name the ``dsvae data speech`` options.
+    apply to every source that takes them. ``synth`` is a folder written by ``dsvae data
+    synth-speech``, whose voices keep their own split. Messages name the ``dsvae data
+    speech`` options.
     """
     utterances, notes = [], []
-    if not any((fsdd, allison, timit, folder)):
-        raise DataError("name at least one source: --fsdd, --allison, --timit or --folder")
+    if not any((fsdd, allison, timit, folder, synth)):
+        raise DataError("name at least one source: --fsdd, --allison, --timit, --folder or --synth")
     if (speaker_regex or speaker_csv) and not folder:
         raise DataError("--speaker-regex and --speaker-csv apply to --folder only")
     if holdout is not None and not 0 <= holdout < 1:
@@ -325,6 +329,10 @@ def collect_utterances(
             notes.append(
                 f"skipped {skipped} WAV files in {folder} that the speaker rule does not cover"
             )
+    if synth:
+        from dsvae.data.synth_speech import synth_utterances  # it builds on this module
+
+        utterances += synth_utterances(Path(synth) / "wav")
     return utterances, notes
 
 

@@ -86,6 +86,40 @@ def median_f0(audio: np.ndarray, rate: int) -> float:
     return float(np.median(f0)) if f0.size else float("nan")
 
 
+def measure_pair(
+    sm: SpeechModel,
+    clf: DigitClassifier,
+    source: tuple[np.ndarray, np.ndarray, int],
+    target: np.ndarray,
+    f0_source: float,
+    f0_target: float,
+    *,
+    n_iter: int = 60,
+    seed: int = 0,
+) -> tuple[dict, torch.Tensor, np.ndarray]:
+    """Convert one pair and measure it (module docstring): the row's measurements, mu_f
+    of the conversion, and its Griffin-Lim audio.
+
+    ``source`` is (audio, segments (N, T, D), frames) and ``target`` the target's segments;
+    the f0s are the source's and target's median f0 in Hz (NaN if unvoiced).
+    """
+    a_audio, a, n_a = source
+    segs = convert_pair(sm, a, target)["a_to_b"]
+    _, wave = sm.to_audio(segs, n_a, n_iter=n_iter, seed=seed, like=a_audio)
+    again, _ = sm.analyse(wave)
+    f0_conv = median_f0(wave, sm.cfg.sample_rate)
+    row = {
+        "digit": None,
+        "predicted_digit": predict_digit(clf, again),
+        "source_digit_predicted": predict_digit(clf, a),
+        "f0_source": _finite(f0_source),
+        "f0_target": _finite(f0_target),
+        "f0_converted": _finite(f0_conv),
+        "f0_shift": _finite((f0_conv - f0_source) / (f0_target - f0_source)),
+    }
+    return row, sm.f_of(again), wave
+
+
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
 
@@ -116,14 +150,15 @@ def evaluate_conversion(
         for s in train.meta.get("split_speakers", [])
         if s != "allison" and s in train.meta["speakers"]
     ]
-    if not speakers:
-        raise DataError(f"{train.path} has no FSDD training speakers to convert")
-    clf = train_digit_classifier(train, seed=seed)
     fsdd = [
         u
         for u in fsdd_utterances(fsdd_dir, unseen=[])
         if u.speaker in speakers and int(u.name.rsplit("_", 1)[1]) < takes
     ]
+    speakers = [s for s in speakers if any(u.speaker == s for u in fsdd)]  # not synth voices
+    if not speakers:
+        raise DataError(f"{train.path} has no FSDD training speakers to convert")
+    clf = train_digit_classifier(train, seed=seed)
     allison = {u.digit: u for u in allison_utterances(allison_dir, 0.0) if u.digit >= 0}
     if len(allison) < 10:
         raise DataError(f"{allison_dir} lacks digits/0.wav ... digits/9.wav")
@@ -149,27 +184,14 @@ def evaluate_conversion(
         ):
             a_audio, a, n_a, f0_src = load(src.path)
             _, b, _, f0_tgt = load(tgt.path)
-            segs = convert_pair(sm, a, b)["a_to_b"]
-            log_mag, wave = sm.to_audio(segs, n_a, n_iter=n_iter, seed=seed, like=a_audio)
-            again, _ = sm.analyse(wave)
-            f_conv = sm.f_of(again)
-            f0_conv = median_f0(wave, sm.cfg.sample_rate)
-            rows.append(
-                {
-                    "direction": direction,
-                    "source": src.name,
-                    "target": tgt.name,
-                    "digit": digit,
-                    "predicted_digit": predict_digit(clf, again),
-                    "source_digit_predicted": predict_digit(clf, a),
-                    "f0_source": _finite(f0_src),
-                    "f0_target": _finite(f0_tgt),
-                    "f0_converted": _finite(f0_conv),
-                    "f0_shift": _finite((f0_conv - f0_src) / (f0_tgt - f0_src)),
-                    "cos_target_speaker": _cos(f_conv, speaker_f[tgt_spk]),
-                    "cos_source_speaker": _cos(f_conv, speaker_f[src_spk]),
-                }
+            row, f_conv, wave = measure_pair(
+                sm, clf, (a_audio, a, n_a), b, f0_src, f0_tgt, n_iter=n_iter, seed=seed
             )
+            row = {"direction": direction, "source": src.name, "target": tgt.name, **row}
+            row["digit"] = digit
+            row["cos_target_speaker"] = _cos(f_conv, speaker_f[tgt_spk])
+            row["cos_source_speaker"] = _cos(f_conv, speaker_f[src_spk])
+            rows.append(row)
             if len(rows) <= 2:  # one example of each direction to listen to and look at
                 tag = direction.replace("->", "_to_")
                 write_wav(out_dir / f"{tag}.wav", wave, sm.cfg.sample_rate)
@@ -190,10 +212,16 @@ def evaluate_conversion(
     return finish_report(out_dir / "conversion_eval", report, markdown, start)
 
 
-def _summarise(rows: list[dict]) -> dict[str, dict[str, float]]:
+DIRECTIONS = ("male->female", "female->male")
+
+
+def _summarise(rows: list[dict], directions=DIRECTIONS) -> dict[str, dict[str, float]]:
+    """Per direction (``all``: every pair), the medians and shares of the module docstring."""
     out = {}
-    for direction in ("male->female", "female->male"):
-        rs = [r for r in rows if r["direction"] == direction]
+    for direction in directions:
+        rs = [r for r in rows if direction in ("all", r["direction"])]
+        if not rs:
+            continue
         out[direction] = {
             "pairs": len(rs),
             "median_f0_shift": _median([r["f0_shift"] for r in rs]),
