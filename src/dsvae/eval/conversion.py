@@ -295,12 +295,28 @@ def _figure(sm: SpeechModel, male, allison, load, path: Path) -> Path:
     female = allison[male.digit]
     _, a, n_a, _ = load(male.path)
     _, b, n_b, _ = load(female.path)
-    conv = convert_pair(sm, a, b)
+    labels = (
+        f"(a) male: {male.name.split('/')[-1]}",
+        f"(b) female: {female.name.split('/')[-1]}",
+        "(c) male -> female",
+        "(d) female -> male",
+    )
+    return figure6(sm, (a, n_a), (b, n_b), labels, path)
+
+
+def figure6(sm: SpeechModel, a: tuple, b: tuple, labels: tuple[str, ...], path: Path) -> Path:
+    """Figure 6's four spectrograms: a, b, a in b's voice, b in a's voice.
+
+    ``a`` and ``b`` are (segments (N, T, D), frames) of two utterances; ``labels`` the four
+    panel titles.
+    """
+    (seg_a, n_a), (seg_b, n_b) = a, b
+    conv = convert_pair(sm, seg_a, seg_b)
     spec = lambda x, n: sm.stats.denormalise(x.reshape(-1, x.shape[-1])[:n])  # noqa: E731
-    panels = [
-        (f"(a) male: {male.name.split('/')[-1]}", spec(a, n_a)),
-        (f"(b) female: {female.name.split('/')[-1]}", spec(b, n_b)),
-        ("(c) male -> female", spec(conv["a_to_b"], n_a)),
-        ("(d) female -> male", spec(conv["b_to_a"], n_b)),
-    ]
-    return spectrogram_figure(panels, sm.cfg, path)
+    shown = (
+        spec(seg_a, n_a),
+        spec(seg_b, n_b),
+        spec(conv["a_to_b"], n_a),
+        spec(conv["b_to_a"], n_b),
+    )
+    return spectrogram_figure(list(zip(labels, shown, strict=True)), sm.cfg, path)

@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from dsvae.audio import write_wav
-from dsvae.convert import SpeechModel, convert_pair, spectrogram_figure
+from dsvae.convert import SpeechModel
 from dsvae.data import SequenceDataset
 from dsvae.errors import DataError
 from dsvae.eval.conversion import (
     _cos,
     _summarise,
     conversion_markdown,
+    figure6,
     measure_pair,
     train_digit_classifier,
 )
@@ -166,12 +167,10 @@ def _figure(sm: SpeechModel, pairs, load, path: Path) -> Path:
     hi = max(pairs, key=lambda p: p[0]["f0"])[0]
     _, a, n_a = load(lo)
     _, b, n_b = load(hi)
-    conv = convert_pair(sm, a, b)
-    spec = lambda x, n: sm.stats.denormalise(x.reshape(-1, x.shape[-1])[:n])  # noqa: E731
-    panels = [
-        (f"(a) {lo['voice']} ({lo['f0']:.0f} Hz)", spec(a, n_a)),
-        (f"(b) {hi['voice']} ({hi['f0']:.0f} Hz)", spec(b, n_b)),
-        ("(c) a in the voice of b", spec(conv["a_to_b"], n_a)),
-        ("(d) b in the voice of a", spec(conv["b_to_a"], n_b)),
-    ]
-    return spectrogram_figure(panels, sm.cfg, path)
+    labels = (
+        f"(a) {lo['voice']} ({lo['f0']:.0f} Hz)",
+        f"(b) {hi['voice']} ({hi['f0']:.0f} Hz)",
+        "(c) a in the voice of b",
+        "(d) b in the voice of a",
+    )
+    return figure6(sm, (a, n_a), (b, n_b), labels, path)
