@@ -1,6 +1,7 @@
 """Errors that the command line turns into one clear line and exit status 2."""
 
 import errno
+import signal
 
 
 class DsvaeError(Exception):
@@ -34,14 +35,29 @@ class WriteError(DsvaeError):
 
 
 class TrainingInterrupted(DsvaeError):
-    """Training stopped on SIGINT (Ctrl-C) or SIGTERM; ``checkpoint`` is the resumable
-    checkpoint written at ``step`` (None if none could be written)."""
+    """Training stopped on SIGINT (Ctrl-C) or SIGTERM at ``step``; ``checkpoint`` is the
+    checkpoint written there (None if it stopped at once); ``resumable`` says whether the
+    run folder holds any checkpoint to resume from."""
 
-    def __init__(self, message: str, signum: int, step: int, checkpoint: object = None) -> None:
-        super().__init__(message)
-        self.signum = signum
-        self.step = step
-        self.checkpoint = checkpoint
+    def __init__(self, signum: int, step: int, checkpoint: object, resumable: bool) -> None:
+        self.signum, self.step = int(signum), int(step)
+        self.checkpoint, self.resumable = checkpoint, resumable
+        super().__init__(self.describe())
+
+    def describe(self, command: str | None = None) -> str:
+        """One line: what stopped, what was saved, and how to go on (with ``command``, the
+        command that started the run, without ``--resume``)."""
+        name = signal.Signals(self.signum).name
+        saved = f"saved {self.checkpoint}" if self.checkpoint else "no new checkpoint saved"
+        if self.resumable:
+            how = f"continue with: {command} --resume" if command else "continue with --resume"
+        else:
+            how = (
+                f"start it again in place with: {command}"
+                if command
+                else "rerun the same command without --resume to start it again in place"
+            )
+        return f"training stopped by {name} at step {self.step}; {saved}; {how}"
 
 
 # what to do about a failed write, by errno

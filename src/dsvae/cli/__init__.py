@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from dsvae import __version__
+from dsvae.atomic import check_folder_path
 from dsvae.cli import data, evaluate, operations, quickstart, train
 from dsvae.cli.common import formatter
-from dsvae.atomic import check_folder_path
 from dsvae.errors import DsvaeError, TrainingInterrupted, os_error_line
 
 EPILOG_MAIN = """\

@@ -34,7 +34,7 @@ from dsvae.atomic import (
     remove_dirs,
 )
 from dsvae.data.folders import FRAMES_FILE, check_target, commit_folder, make_sibling
-from dsvae.errors import DataError, write_error
+from dsvae.errors import DataError, WriteError, write_error
 
 LABELS_FILE = "labels.npz"
 META_FILE = "meta.json"
@@ -168,6 +168,9 @@ class DatasetWriter:
         try:
             self._complete(tmp_dir, labels, meta)
             commit_folder(tmp_dir, self.out_dir, self.overwrite)
+        except WriteError as err:  # name the folder the user asked for, not the temporary one
+            self.abort()
+            raise WriteError(str(err).replace(str(tmp_dir), str(self.out_dir))) from err
         except BaseException:
             self.abort()
             raise
