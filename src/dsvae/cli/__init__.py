@@ -5,21 +5,25 @@ One module per subcommand group: :mod:`~dsvae.cli.quickstart`, :mod:`~dsvae.cli.
 (reconstruct, generate, swap, impute, convert) and :mod:`~dsvae.cli.evaluate`.
 
 Errors in what the user passed (a bad config, a missing data set, a model folder
-without config.json, ...) print one line and exit with status 2; ``--debug``
-shows the traceback instead.
+without config.json, ...) and in the environment (a full disk, a read-only file
+system, an ``--out`` that is a file) print one line and exit with status 2;
+``--debug`` shows the traceback instead. A training stopped by Ctrl-C or SIGTERM saves
+a checkpoint, prints the command that continues it and exits with 130 or 143.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
 from dsvae import __version__
+from dsvae.atomic import check_folder_path
 from dsvae.cli import data, evaluate, operations, quickstart, train
 from dsvae.cli.common import formatter
-from dsvae.errors import DsvaeError
+from dsvae.errors import DsvaeError, TrainingInterrupted, os_error_line
 
 EPILOG_MAIN = """\
 examples:
@@ -60,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
+        if isinstance(getattr(args, "out", None), Path):
+            check_folder_path(args.out)  # a file, a path under a file, a read-only place
         args.func(args)
-    except (DsvaeError, MemoryError) as err:
+    except TrainingInterrupted as err:
+        print(f"dsvae {args.command}: {_one_line(err)}", file=sys.stderr)
+        return 128 + err.signum
+    except (DsvaeError, MemoryError, OSError) as err:
         if args.debug:
             raise
         print(f"dsvae {args.command}: error: {_one_line(err)}", file=sys.stderr)
@@ -74,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(err: BaseException) -> str:
     """The error's message on one line (YAML and torch messages span several)."""
+    if isinstance(err, OSError) and err.errno is not None:  # one the library did not word
+        return " ".join(os_error_line(err).split())
     text = " ".join(str(err).split())
     if isinstance(err, MemoryError):
         return f"not enough memory ({text or 'allocation failed'}); ask for smaller sizes"

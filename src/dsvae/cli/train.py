@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from dsvae.cli.common import add, add_overrides, add_overwrite, add_path, add_run, add_seed
-from dsvae.errors import ConfigError
+from dsvae.errors import ConfigError, TrainingInterrupted
 
 
 def register_train(sub) -> None:
@@ -64,10 +65,24 @@ def cmd_train(args: argparse.Namespace) -> None:
                 args.judge, args.out, args.judge_every, args.judge_characters, config.train.seed
             )
         )
-    result = train(config, args.data, args.out, resume=args.resume, callbacks=callbacks)
+    try:
+        result = train(config, args.data, args.out, resume=args.resume, callbacks=callbacks)
+    except TrainingInterrupted as err:
+        err.args = (err.describe(start_command(args)),)
+        raise
     elbo = result.metrics.get("val/elbo", result.metrics.get("train/elbo"))
     print(f"trained {result.global_step} steps in {result.wall_time_s:.0f} s; ELBO {elbo:.2f}")
     print(f"run folder: {result.run_dir}\nmodel: {result.model_dir}")
+
+
+def start_command(args: argparse.Namespace) -> str:
+    """The ``dsvae train`` command that started this run, without ``--resume``."""
+    words = ["dsvae", "train", args.config, "--data", str(args.data), "--out", str(args.out)]
+    words += [word for override in args.overrides for word in ("--set", override)]
+    if args.judge is not None:
+        words += ["--judge", str(args.judge), "--judge-every", str(args.judge_every)]
+        words += ["--judge-characters", str(args.judge_characters)]
+    return shlex.join(words)
 
 
 def register_export(sub) -> None:

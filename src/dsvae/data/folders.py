@@ -7,14 +7,13 @@ the builders commit with :func:`commit_folder`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
 from pathlib import Path
 
 from dsvae.atomic import fsync_path
-from dsvae.errors import DataError
+from dsvae.errors import DataError, write_error
 
 FRAMES_FILE = "frames.npy"
 """The file that marks a data set folder (see :mod:`dsvae.data.storage`)."""
@@ -24,9 +23,13 @@ def make_sibling(out_dir: Path, kind: str) -> Path:
     """Create the hidden folder ``.<name>.<kind>-<random>`` beside ``out_dir`` (umask applies)."""
     for _ in range(100):
         path = out_dir.parent / f".{out_dir.name}.{kind}-{secrets.token_hex(4)}"
-        with contextlib.suppress(FileExistsError):
+        try:
             path.mkdir()
             return path
+        except FileExistsError:
+            continue
+        except OSError as err:  # read-only, full, a file in the way, a name too long
+            raise write_error(err, out_dir) from err
     raise DataError(f"could not create a temporary folder beside {out_dir}; clean up .{kind}-*")
 
 

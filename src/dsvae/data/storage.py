@@ -24,9 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from dsvae.atomic import atomic_save_npz, atomic_write_json, fsync_path
+from dsvae.atomic import (
+    atomic_save_npz,
+    atomic_write_json,
+    check_free_space,
+    fsync_path,
+    make_dirs,
+    preallocate,
+    remove_dirs,
+)
 from dsvae.data.folders import FRAMES_FILE, check_target, commit_folder, make_sibling
-from dsvae.errors import DataError
+from dsvae.errors import DataError, WriteError, write_error
 
 LABELS_FILE = "labels.npz"
 META_FILE = "meta.json"
@@ -91,7 +99,8 @@ class DatasetWriter:
     """Stream frames into a new data set folder; commit it atomically on ``finish``.
 
     Frames go into an ``np.lib.format.open_memmap`` in a hidden temporary sibling
-    ``.<name>.tmp-<random>`` of ``out_dir``, so a big set is never held in memory. Use as a
+    ``.<name>.tmp-<random>`` of ``out_dir``, so a big set is never held in memory; the free
+    space is checked and the file's blocks are reserved before the first write. Use as a
     context manager: leaving the block with an exception, or without calling ``finish``,
     removes the temporary folder and leaves ``out_dir`` untouched.
     """
@@ -110,13 +119,20 @@ class DatasetWriter:
         self.dtype = np.dtype(dtype)
         check_frame_array(self.shape, self.dtype, f"frames for {self.out_dir}")
         check_target(self.out_dir, overwrite)
-        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir: Path | None = make_sibling(self.out_dir, "tmp")
+        nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+        check_free_space(self.out_dir, nbytes, f"{FRAMES_FILE} of shape {self.shape}")
+        try:
+            self._created = make_dirs(self.out_dir.parent)
+        except OSError as err:
+            raise write_error(err, self.out_dir) from err
+        self.tmp_dir: Path | None = None
         self._written = np.zeros(self.shape[0], dtype=bool)
         try:
-            self._frames = np.lib.format.open_memmap(
-                self.tmp_dir / FRAMES_FILE, mode="w+", dtype=self.dtype, shape=self.shape
-            )  # (N, T, H, W, C) or (N, T, D)
+            self.tmp_dir = make_sibling(self.out_dir, "tmp")
+            self._frames = _open_frames(self.tmp_dir / FRAMES_FILE, self.shape, self.dtype)
+        except OSError as err:
+            self.abort()
+            raise write_error(err, self.out_dir / FRAMES_FILE) from err
         except BaseException:
             self.abort()
             raise
@@ -152,6 +168,9 @@ class DatasetWriter:
         try:
             self._complete(tmp_dir, labels, meta)
             commit_folder(tmp_dir, self.out_dir, self.overwrite)
+        except WriteError as err:  # name the folder the user asked for, not the temporary one
+            self.abort()
+            raise WriteError(str(err).replace(str(tmp_dir), str(self.out_dir))) from err
         except BaseException:
             self.abort()
             raise
@@ -192,11 +211,14 @@ class DatasetWriter:
         return meta
 
     def abort(self) -> None:
-        """Remove the temporary folder; ``out_dir`` is left as it was."""
+        """Remove the temporary folder (and any parent folder made for it); ``out_dir`` is
+        left as it was."""
         if self.tmp_dir is not None:
             self.__dict__.pop("_frames", None)
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
             self.tmp_dir = None
+        if not self.out_dir.exists():
+            remove_dirs(self._created)
 
     def __enter__(self) -> DatasetWriter:
         return self
@@ -213,6 +235,15 @@ class DatasetWriter:
             raise DataError(
                 f"DatasetWriter for {self.out_dir} closed without finish(); nothing written"
             )
+
+
+def _open_frames(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.memmap:
+    """A new ``.npy`` file of ``shape`` memory-mapped for writing, its blocks reserved on
+    disk first: a full disk raises OSError here instead of SIGBUS in a later write."""
+    frames = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)  # sparse
+    with open(path, "rb+") as fh:
+        preallocate(fh.fileno(), frames.offset, frames.offset + frames.nbytes)
+    return frames
 
 
 def write_dataset(

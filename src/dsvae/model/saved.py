@@ -42,8 +42,8 @@ def save_folder(
     metadata. Used for models and for the Sprites judge.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    # atomic_path makes the folder, and removes it again if the first write fails
     with atomic_path(directory / weights_file) as tmp:
         save_file(tensors, str(tmp), metadata={"format": document["format"]})
     atomic_write_json(directory / config_file, document)

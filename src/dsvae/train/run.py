@@ -30,18 +30,27 @@ from dsvae.atomic import atomic_write_json, atomic_write_text
 from dsvae.config import ExperimentConfig
 from dsvae.config_files import from_dict, to_dict
 from dsvae.data import SequenceDataset
-from dsvae.errors import ConfigError, DataError, DsvaeError
+from dsvae.errors import ConfigError, DataError, DsvaeError, TrainingInterrupted, write_error
 from dsvae.model import DSVAE, save_model
 from dsvae.model.objective import Objective
 from dsvae.train.callbacks import DisentanglementProbe, NonFiniteLossGuard, PicturesCallback
 from dsvae.train.checkpoints import AtomicCheckpointIO
 from dsvae.train.csv_log import RunCSVLogger, last_logged
+from dsvae.train.lifecycle import (
+    LOCK_FILE,
+    RunLock,
+    SignalCheckpoint,
+    check_resumable,
+    clear_failed_start,
+    failed_start,
+)
 from dsvae.train.module import (
     DSVAEModule,
     NonFiniteLossError,
     SequenceDataModule,
     metric_names,
 )
+from dsvae.train.options import checked_trainer
 
 CONFIG_FILE = "config.yaml"
 LAST_CHECKPOINT = "last.ckpt"
@@ -72,14 +81,13 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, resume: bool) -> Ex
     """Create (or check, on resume) the run folder; return the config the run uses.
 
     On resume the model section must equal the saved one; the train section may
-    change (e.g. a larger ``max_epochs`` to train for longer).
+    change (e.g. a larger ``max_epochs`` to train for longer). A folder left by a start
+    that never reached a checkpoint (:func:`~dsvae.train.lifecycle.failed_start`) is
+    started again in place.
     """
     saved = run_dir / CONFIG_FILE
     if resume:
-        if not (run_dir / "checkpoints" / LAST_CHECKPOINT).is_file():
-            raise DsvaeError(
-                f"cannot resume: {run_dir} has no checkpoints/{LAST_CHECKPOINT}; start a new run without --resume"
-            )
+        check_resumable(run_dir)
         old = read_run_config(run_dir)
         for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # left by a kill mid-write
             stale.unlink(missing_ok=True)
@@ -88,12 +96,17 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, resume: bool) -> Ex
                 f"the model config differs from the one saved in {saved}; resume with the same "
                 "model settings or start a new run in another folder"
             )
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    elif failed_start(run_dir):
+        clear_failed_start(run_dir)
+    elif run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise DsvaeError(
             f"run folder {run_dir} already exists and is not empty; pass --resume to continue it "
             "or choose another --out"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(err, run_dir) from err
     atomic_write_text(saved, yaml.safe_dump(to_dict(config), sort_keys=False))
     return config
 
@@ -168,24 +181,27 @@ def build_trainer(
         from dsvae.eval.sprites import probe_metric_names
 
         columns += probe_metric_names()
-    return pl.Trainer(
-        default_root_dir=run_dir,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
-        precision=resolve_precision(cfg.precision, cfg.accelerator),
-        max_epochs=cfg.max_epochs,
-        max_steps=cfg.max_steps,
-        gradient_clip_val=cfg.grad_clip,
-        log_every_n_steps=cfg.log_every_n_steps,
-        logger=RunCSVLogger(run_dir, columns),
-        callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=cfg.progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        deterministic=False,
+    return checked_trainer(
+        cfg,
+        lambda: pl.Trainer(
+            default_root_dir=run_dir,
+            accelerator=cfg.accelerator,
+            devices=cfg.devices,
+            num_nodes=cfg.num_nodes,
+            strategy=cfg.strategy,
+            precision=resolve_precision(cfg.precision, cfg.accelerator),
+            max_epochs=cfg.max_epochs,
+            max_steps=cfg.max_steps,
+            gradient_clip_val=cfg.grad_clip,
+            log_every_n_steps=cfg.log_every_n_steps,
+            logger=RunCSVLogger(run_dir, columns),
+            callbacks=callbacks,
+            plugins=[AtomicCheckpointIO()],
+            enable_progress_bar=cfg.progress_bar,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            deterministic=False,
+        ),
     )
 
 
@@ -217,23 +233,63 @@ def train(
     config = resolve_frame_shape(config, data.dataset.frame_shape)
     # the objective's checks against the model and the data, before anything is written
     objective = Objective.build(config, data.dataset.frame_shape, data.dataset.meta)
-    if zero:
-        config = prepare_run_dir(run_dir, config, resume)
-    pl.seed_everything(config.train.seed, workers=True, verbose=False)
-    module = DSVAEModule(config, objective)
-    trainer = build_trainer(config, run_dir, callbacks)
-    ckpt = resume_checkpoint(run_dir) if resume else None
-    start = time.perf_counter()
+    stopper = SignalCheckpoint(run_dir / "checkpoints" / LAST_CHECKPOINT)
+    # Lightning's own options too (accelerator, devices, ...): building the Trainer writes nothing
+    trainer = build_trainer(config, run_dir, [*(callbacks or []), stopper])
+    lock = RunLock.acquire(run_dir) if zero else None  # a second trainer refuses here
+    try:
+        if zero:
+            try:
+                config = prepare_run_dir(run_dir, config, resume)
+            except BaseException:
+                lock.release(undo=True)  # refused: leave the folder as it was
+                raise
+        pl.seed_everything(config.train.seed, workers=True, verbose=False)
+        module = DSVAEModule(config, objective)
+        ckpt = resume_checkpoint(run_dir) if resume else None
+        start = time.perf_counter()
+        _fit(trainer, module, data, ckpt, stopper)
+        wall = time.perf_counter() - start
+        if trainer.interrupted:
+            raise DsvaeError("training was interrupted; continue it with --resume")
+        return _finish(trainer, module, data, run_dir, wall, resume, data_dir)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _fit(
+    trainer: pl.Trainer,
+    module: DSVAEModule,
+    data: SequenceDataModule,
+    ckpt: Path | None,
+    stopper: SignalCheckpoint,
+) -> None:
+    """``trainer.fit``, with SIGINT and SIGTERM turned into a checkpoint and a clean stop."""
+    stopper.listen()
     try:
         trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True)
+    except TrainingInterrupted:
+        raise
     except Exception as err:
         _explain_non_finite(err, trainer)
         raise
-    wall = time.perf_counter() - start
-    if trainer.interrupted:
-        raise DsvaeError("training was interrupted; continue it with --resume")
+    finally:
+        stopper.restore()
+
+
+def _finish(
+    trainer: pl.Trainer,
+    module: DSVAEModule,
+    data: SequenceDataModule,
+    run_dir: Path,
+    wall: float,
+    resume: bool,
+    data_dir: str | Path,
+) -> TrainResult:
+    """Save the final model and summary.json (rank 0); return what the run left behind."""
     # what this process logged, over the last values of the whole run (after a resume)
-    metrics = last_logged(run_dir / "metrics.csv") if zero else {}
+    metrics = last_logged(run_dir / "metrics.csv") if trainer.is_global_zero else {}
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
     timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
     model = module.model.cpu().eval()
@@ -257,13 +313,15 @@ def train(
 
 def resume_checkpoint(run_dir: Path) -> Path:
     """The newest complete checkpoint of a run: ``last.ckpt``, or an ``epochNNNN.ckpt``
-    written after it (a kill can come between the two writes of one save), or a
-    ``last-vN.ckpt`` that older versions wrote when a run folder had been copied."""
+    written after it (a kill can come between the two writes of one save, even before the
+    first ``last.ckpt``), or a ``last-vN.ckpt`` that older versions wrote when a run folder
+    had been copied."""
     folder = run_dir / "checkpoints"
-    best = folder / LAST_CHECKPOINT
-    best_step = _checkpoint_step(best)
-    if best_step is None:
-        AtomicCheckpointIO().load_checkpoint(best)  # raises, saying why it cannot be read
+    best, best_step = folder / LAST_CHECKPOINT, -1
+    if best.exists():
+        best_step = _checkpoint_step(best)
+        if best_step is None:
+            AtomicCheckpointIO().load_checkpoint(best)  # raises, saying why it cannot be read
     for path in sorted([*folder.glob("epoch*.ckpt"), *folder.glob("last-v*.ckpt")]):
         step = _checkpoint_step(path)
         if step is not None and step > best_step:
