@@ -36,6 +36,9 @@ StaticAugment = Literal["shuffle", "mirror-shuffle"]
 ContrastLoss = Literal["infonce", "match"]
 """``train.contrast_loss``: how the contrastive terms compare a sequence with its augmented
 copy (:func:`dsvae.model.information.info_nce` or :func:`~dsvae.model.information.posterior_match`)."""
+CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
+"""``train.compile_mode``: the ``torch.compile`` mode when ``train.torch_compile`` is on
+(``reduce-overhead`` captures the step in CUDA graphs on a GPU)."""
 
 
 def names(choice: Any) -> tuple[str, ...]:

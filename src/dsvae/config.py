@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dsvae.choices import (
+    CompileMode,
     ContrastAugment,
     ContrastLoss,
     Dynamics,
@@ -203,6 +204,8 @@ class TrainConfig:
     (e.g. ``character`` for Sprites), that fraction of the label's distinct values is held
     out instead, with all their sequences: the validation characters are then never seen
     in training. A fixed ``val_seed`` keeps the same validation part across training seeds.
+    Validation runs every ``val_every_n_epochs`` epochs, on the first ``val_max_batches``
+    batches of the (unshuffled, so always the same) validation split (``None``: all of it).
 
     ``pictures_every_n_epochs`` > 0 draws reconstructions and samples into the run
     folder's ``pictures/`` while training; 0 turns it off.
@@ -213,7 +216,10 @@ class TrainConfig:
     ``data_on_device`` copies the training sequences to the accelerator once, as
     uint8, and draws batches there (``None``: on with CUDA when they take under a
     quarter of its memory); ``torch_compile`` compiles the model with
-    ``torch.compile``; ``threads`` sets the CPU threads (``None``: torch's default,
+    ``torch.compile`` (in ``compile_mode``: ``reduce-overhead`` adds CUDA graphs);
+    ``async_checkpoints`` writes checkpoints in a thread from a copy of the state, so
+    that training goes on while the file is written (``None``: on with CUDA);
+    ``threads`` sets the CPU threads (``None``: torch's default,
     one per physical core). ``precision: auto`` is ``bf16-mixed`` on a GPU that
     supports bf16 and ``32-true`` elsewhere; any Lightning precision string works.
     """
@@ -246,6 +252,9 @@ class TrainConfig:
     strategy: str = "auto"
     precision: str = "auto"
     checkpoint_every_n_epochs: int = 1
+    async_checkpoints: bool | None = None
+    val_every_n_epochs: int = 1
+    val_max_batches: int | None = None
     log_every_n_steps: int = 10
     pictures_every_n_epochs: int = 0
     progress_bar: bool = True
@@ -253,6 +262,7 @@ class TrainConfig:
     fused_adam: bool | None = None
     data_on_device: bool | None = None
     torch_compile: bool = False
+    compile_mode: CompileMode = "default"
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -291,6 +301,10 @@ class TrainConfig:
         if self.grad_clip is not None:
             _check_positive("train.grad_clip", self.grad_clip)
         _check_positive("train.checkpoint_every_n_epochs", self.checkpoint_every_n_epochs)
+        _check_positive("train.val_every_n_epochs", self.val_every_n_epochs)
+        if self.val_max_batches is not None:
+            _check_positive("train.val_max_batches", self.val_max_batches)
+        check_choice("train.compile_mode", self.compile_mode, names(CompileMode))
         _check_positive("train.log_every_n_steps", self.log_every_n_steps)
         _check_positive(
             "train.pictures_every_n_epochs", self.pictures_every_n_epochs, allow_zero=True

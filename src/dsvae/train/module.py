@@ -70,7 +70,8 @@ class DSVAEModule(pl.LightningModule):
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if cfg.torch_compile:
-            object.__setattr__(self, "step_model", torch.compile(self.model))
+            compiled = torch.compile(self.model, mode=cfg.compile_mode)
+            object.__setattr__(self, "step_model", compiled)
 
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)

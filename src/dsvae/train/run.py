@@ -24,10 +24,11 @@ import numpy as np
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
+from lightning.pytorch.plugins.io import AsyncCheckpointIO, CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from dsvae.atomic import atomic_write_json, atomic_write_text
-from dsvae.config import ExperimentConfig
+from dsvae.config import ExperimentConfig, TrainConfig
 from dsvae.config_files import from_dict, to_dict
 from dsvae.data import SequenceDataset
 from dsvae.errors import ConfigError, DataError, DsvaeError, TrainingInterrupted, write_error
@@ -51,6 +52,7 @@ from dsvae.train.module import (
     metric_names,
 )
 from dsvae.train.options import checked_trainer
+from dsvae.train.timing import StageClock, TimedCheckpointIO
 
 CONFIG_FILE = "config.yaml"
 LAST_CHECKPOINT = "last.ckpt"
@@ -163,12 +165,15 @@ def build_trainer(
         save_top_k=2,
         monitor="step",
         mode="max",
+        # at the end of every training epoch, whether validation ran in it or not
+        save_on_train_epoch_end=True,
     )
     guard = NonFiniteLossGuard(cfg.log_every_n_steps)
     # the training time of the whole run: the timer's state is saved in every checkpoint,
     # so it counts across a resume (and enforces train.max_time_minutes the same way)
     max_time = {"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None
     timer = Timer(duration=max_time, interval="step", verbose=False)
+    clock = next((c for c in extra_callbacks or [] if isinstance(c, StageClock)), None)
     callbacks = [guard, checkpoints, timer, *(extra_callbacks or [])]
     if cfg.pictures_every_n_epochs:
         callbacks.append(
@@ -193,16 +198,35 @@ def build_trainer(
             max_epochs=cfg.max_epochs,
             max_steps=cfg.max_steps,
             gradient_clip_val=cfg.grad_clip,
+            check_val_every_n_epoch=cfg.val_every_n_epochs,
+            # no validation split: no validation loop (and no warning about an empty one)
+            limit_val_batches=0 if cfg.val_fraction == 0 else cfg.val_max_batches,
             log_every_n_steps=cfg.log_every_n_steps,
             logger=RunCSVLogger(run_dir, columns),
             callbacks=callbacks,
-            plugins=[AtomicCheckpointIO()],
+            plugins=[checkpoint_io(cfg, clock)],
             enable_progress_bar=cfg.progress_bar,
             enable_model_summary=False,
             num_sanity_val_steps=0,
             deterministic=False,
         ),
     )
+
+
+def checkpoint_io(cfg: TrainConfig, clock: StageClock | None = None) -> CheckpointIO:
+    """Atomic checkpoint writes, in a thread with ``train.async_checkpoints`` (``None``:
+    with CUDA), timed for ``clock`` when there is one."""
+    io: CheckpointIO = AtomicCheckpointIO()
+    use_async = cfg.async_checkpoints
+    if use_async is None:
+        use_async = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    if use_async:
+        # Lightning's plugin copies the tensors before it hands them to its thread
+        io = AsyncCheckpointIO(io)
+    if clock is None:
+        return io
+    clock.checkpoint_io = TimedCheckpointIO(io)
+    return clock.checkpoint_io
 
 
 def train(
@@ -223,6 +247,7 @@ def train(
     calls this; only global rank 0 writes the run folder, the final model and the
     summary. ``train.batch_size`` is per process.
     """
+    clock = StageClock()
     zero = rank_zero_only.rank == 0  # known from the launcher's environment
     run_dir = Path(run_dir)
     quiet_lightning()
@@ -235,7 +260,7 @@ def train(
     objective = Objective.build(config, data.dataset.frame_shape, data.dataset.meta)
     stopper = SignalCheckpoint(run_dir / "checkpoints" / LAST_CHECKPOINT)
     # Lightning's own options too (accelerator, devices, ...): building the Trainer writes nothing
-    trainer = build_trainer(config, run_dir, [*(callbacks or []), stopper])
+    trainer = build_trainer(config, run_dir, [*(callbacks or []), stopper, clock])
     lock = RunLock.acquire(run_dir) if zero else None  # a second trainer refuses here
     try:
         if zero:
@@ -252,7 +277,7 @@ def train(
         wall = time.perf_counter() - start
         if trainer.interrupted:
             raise DsvaeError("training was interrupted; continue it with --resume")
-        return _finish(trainer, module, data, run_dir, wall, resume, data_dir)
+        return _finish(trainer, module, data, run_dir, wall, resume, data_dir, clock)
     finally:
         if lock is not None:
             lock.release()
@@ -286,6 +311,7 @@ def _finish(
     wall: float,
     resume: bool,
     data_dir: str | Path,
+    clock: StageClock,
 ) -> TrainResult:
     """Save the final model and summary.json (rank 0); return what the run left behind."""
     # what this process logged, over the last values of the whole run (after a resume)
@@ -302,6 +328,9 @@ def _finish(
         "epochs": trainer.current_epoch,
         "wall_time_s": round(wall, 2),
         "train_time_s": round(timer.time_elapsed("train"), 2),
+        # this process: where its time went, and its sequences per second from start to end
+        "time_s": clock.report(),
+        "sequences_per_s": round(clock.rate(), 2),
         "metrics": metrics,
         "resumed": resume,
         "sequence_length": data.dataset.length,
