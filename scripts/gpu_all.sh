@@ -4,7 +4,9 @@
 #   1. the Sprites set built from the LPC sheets (on the CPU);
 #   2. the throughput benchmarks of docs/performance.md (scripts/perf_gpu.sh);
 #   3. the paper network trained for the time that is left and evaluated with the judge
-#      (scripts/sprites_gpu.sh): Table 1, the later-work protocol, Figures 3-4.
+#      (scripts/sprites_gpu.sh): Table 1, the later-work protocol, Figures 3-4;
+#   4. time_to_result.json/.md (scripts/time_to_result.py): the step's rate, the training
+#      run's end-to-end rate and seconds by stage, the epochs and the Table 1 reached.
 # Each stage writes into OUT as it goes, so a run cut short still leaves what it finished.
 #
 #   SHEETS=.device/lpc-sprites JUDGE=.device/judge OUT=out BUDGET=540 bash scripts/gpu_all.sh
@@ -61,4 +63,6 @@ minutes=$(awk -v s="$(left)" -v r="$EVAL_RESERVE" 'BEGIN { m = (s - r - 40) / 60
 stamp "sprites: training for $minutes minutes"
 OUT="$OUT" DATA="$WORK/sprites" WORK="$WORK" MINUTES="$minutes" \
   bash scripts/sprites_gpu.sh > "$OUT/sprites.log" 2>&1 || stamp "sprites FAILED: see sprites.log"
+# the step rate, dsvae train's end-to-end rate and the Table 1 reached, side by side
+$PYTHON scripts/time_to_result.py "$OUT" > "$OUT/time_to_result.log" 2>&1 || stamp "time_to_result FAILED"
 stamp "done"

@@ -192,3 +192,48 @@ def test_end_to_end_setting_syntax():
     assert e2e.parse_setting("plain=") == ("plain", [])
     with pytest.raises(Exception, match="NAME=KEY=VALUE"):
         e2e.parse_setting("nothing")
+
+
+def _time_to_result():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "time_to_result.py"
+    spec = importlib.util.spec_from_file_location("time_to_result", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_time_to_result_puts_the_step_the_run_and_table1_side_by_side(ball_dir, tmp_path):
+    out = tmp_path / "out"
+    train(_config("train.max_epochs=1"), ball_dir, tmp_path / "run")
+    (out / "eval").mkdir(parents=True)
+    (out / "summary.json").write_text((tmp_path / "run" / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    step = 2 * summary["sequences_per_s"]
+    bench = {
+        "machine": {"device": "cpu"},
+        "configs": {"sprites": {"training": {"ours_seq_per_s": step}}},
+    }
+    (out / "perf-b128.json").write_text(json.dumps(bench))
+    rows = {"skin": 0.1, "pants": 0.2, "tops": 0.0, "hair": 0.05, "action": 0.3}
+    evaluation = {
+        "split": "test",
+        "table1": {k: {"disagreement": v} for k, v in rows.items()},
+        "later_work": {"action_acc": 0.75},
+    }
+    (out / "eval" / "sprites_eval.json").write_text(json.dumps(evaluation))
+    assert _time_to_result().main([str(out)]) == 0
+    record = json.loads((out / "time_to_result.json").read_text())
+    assert record["fraction_of_step"] == pytest.approx(0.5)
+    assert record["epochs"] == 1 and record["steps"] == 5
+    assert record["table1"] == rows and record["acc"] == 0.75
+    table = (out / "time_to_result.md").read_text().splitlines()
+    assert table[2].split(" | ")[2] == "50.0%"
+    assert "30.00" in table[2] and "75.00" in table[2]
+
+
+def test_time_to_result_reports_what_is_missing(tmp_path):
+    tool = _time_to_result()
+    record = tool.collect(tmp_path)  # an empty OUT: a run that stopped before anything
+    assert record["step_seq_per_s"] is None and record["table1"] is None
+    assert tool.markdown(record).splitlines()[2].startswith("| — | — | — | — |")
+    assert tool.main([str(tmp_path / "nope")]) == 2
