@@ -75,8 +75,11 @@ def test_the_summary_says_where_the_time_went(ball_dir, tmp_path):
     train(_config("train.max_epochs=2"), ball_dir, tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     times = summary["time_s"]
-    assert set(times) == {"startup", "steps", "validation", "checkpoints", "other", "total"}
+    assert set(times) == {
+        "startup", "steps", "validation", "checkpoints", "other", "total", "first_step"
+    }  # fmt: skip
     assert all(v >= 0 for v in times.values())
+    assert 0 < times["first_step"] < times["steps"]
     parts = times["startup"] + times["steps"] + times["validation"] + times["checkpoints"]
     assert parts + times["other"] == pytest.approx(times["total"], abs=0.01)
     assert times["steps"] > 0 and times["validation"] > 0 and times["checkpoints"] > 0

@@ -65,6 +65,8 @@ class DSVAEModule(pl.LightningModule):
         if cuda:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+            # the shapes are fixed: cuDNN's autotuning is paid once, in the first steps
+            torch.backends.cudnn.benchmark = True
         conv = self.model.config.frames.kind == "conv"
         self.channels_last = conv and (cuda if cfg.channels_last is None else cfg.channels_last)
         if self.channels_last:

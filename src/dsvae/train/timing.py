@@ -61,7 +61,9 @@ class StageClock(pl.Callback):
     to the first training batch. ``steps`` is the time between the start and the end of
     each training batch (the step and its logging), ``validation`` the validation passes,
     ``checkpoints`` the waits on checkpoint saves; ``other`` is the rest of the loop
-    (data loading between batches, pictures, probes, epoch ends).
+    (data loading between batches, pictures, probes, epoch ends). ``first_step`` (part
+    of ``steps``) is the first training batch alone: it pays the warm-up that is paid
+    once, ``torch.compile``'s compilation and cuDNN's autotuning.
     """
 
     def __init__(self, start: float | None = None) -> None:
@@ -69,6 +71,7 @@ class StageClock(pl.Callback):
         self.first_batch: float | None = None
         self.end: float | None = None
         self.steps = 0.0
+        self.first_step: float | None = None
         self.sequences = 0  # trained on by all processes together
         self.validation = 0.0
         self._batch_start = 0.0
@@ -81,7 +84,10 @@ class StageClock(pl.Callback):
             self.first_batch = self._batch_start
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        self.steps += time.perf_counter() - self._batch_start
+        seconds = time.perf_counter() - self._batch_start
+        self.steps += seconds
+        if self.first_step is None:  # pays torch.compile and cuDNN's autotuning
+            self.first_step = seconds
         self.sequences += len(batch) * trainer.world_size  # frames, or their indices
 
     def rate(self) -> float:
@@ -111,4 +117,5 @@ class StageClock(pl.Callback):
         }
         stages["other"] = max(0.0, end - self.start - sum(stages.values()))
         stages["total"] = end - self.start
+        stages["first_step"] = self.first_step or 0.0  # part of steps
         return {k: round(v, 3) for k, v in stages.items()}
