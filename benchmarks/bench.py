@@ -59,7 +59,10 @@ class FastStep:
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.model) if compile_model else self.model
+        # compile_model: a torch.compile mode ("default", "reduce-overhead": CUDA graphs) or None
+        self.forward = (
+            torch.compile(self.model, mode=compile_model) if compile_model else self.model
+        )
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, fused=fused)
         self.autocast = lambda: torch.autocast(device.type, torch.bfloat16, enabled=bf16)
 
@@ -128,7 +131,7 @@ def bench_training(cfg, args, device, data: np.ndarray) -> dict:
         device,
         bf16=args.bf16,
         channels_last=args.channels_last and len(cfg.model.frame_shape) == 3,
-        compile_model=args.compile,
+        compile_model=args.compile_mode if args.compile else None,
         fused=args.fused_adam,
     )
     b = args.batch
@@ -311,6 +314,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="fused Adam for ours (default: on with CUDA)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile our model")
+    p.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=["default", "reduce-overhead", "max-autotune"],
+        help="torch.compile mode with --compile (reduce-overhead: CUDA graphs on a GPU)",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads")
     p.add_argument(
         "--peak-tflops",
@@ -341,7 +350,16 @@ def main(argv=None) -> dict:
         torch.backends.cudnn.benchmark = True
     settings = {
         k: getattr(args, k)
-        for k in ("batch", "steps", "rounds", "bf16", "channels_last", "fused_adam", "compile")
+        for k in (
+            "batch",
+            "steps",
+            "rounds",
+            "bf16",
+            "channels_last",
+            "fused_adam",
+            "compile",
+            "compile_mode",
+        )  # fmt: skip
     }
     settings["infer_batch"] = args.infer_batch
     report = {"machine": machine(device), "settings": settings, "configs": {}}

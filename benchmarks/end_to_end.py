@@ -95,7 +95,7 @@ def step_rate(cfg, frames: np.ndarray, args, device: torch.device) -> float:
         device,
         bf16=cuda,
         channels_last=cuda and len(cfg.model.frame_shape) == 3,
-        compile_model=cfg.train.torch_compile,
+        compile_model=cfg.train.compile_mode if cfg.train.torch_compile else None,
         fused=cuda,
     )
     b = cfg.train.batch_size

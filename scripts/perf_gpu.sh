@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throughput on one GPU, side by side with the naive step, in one short run (a few minutes):
 # the paper's Sprites network at batch 25 (the reference implementation's batch) and 128,
-# then batch 128 with torch.compile (its compile time is reported apart as warmup_s).
+# then batch 128 with torch.compile, plain and with CUDA graphs (mode reduce-overhead; the
+# compile time is reported apart as warmup_s).
 #
 #   OUT=out bash scripts/perf_gpu.sh
 #
@@ -26,6 +27,9 @@ $B --configs sprites --batch 128 --json "$OUT/perf-b128.json" --markdown "$OUT/p
 if [ "$COMPILE" = 1 ]; then
   $B --configs sprites --batch 128 --compile --no-inference \
     --json "$OUT/perf-b128-compile.json" --markdown "$OUT/perf-b128-compile.md" || status=1
+  # CUDA graphs of the compiled step (torch.compile mode reduce-overhead)
+  $B --configs sprites --batch 128 --compile --compile-mode reduce-overhead --no-inference \
+    --json "$OUT/perf-b128-graphs.json" --markdown "$OUT/perf-b128-graphs.md" || status=1
 fi
 if [ "$CPU" = 1 ]; then
   timeout "$STAGE_TIMEOUT" $PYTHON benchmarks/bench.py --device cpu --configs sprites-cpu --batch 32 \
