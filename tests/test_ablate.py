@@ -293,3 +293,14 @@ def test_table_lists_each_variant_with_its_scores():
     assert "| z4 | `model.z_dim=4` | — |" in text and text.rstrip().endswith("failed |")
     assert isinstance(grid, Grid) and "1 epochs" in text
     assert json.dumps(rows)  # rows are plain JSON
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).resolve().parents[1] / "grids").glob("*.yaml")),
+    ids=lambda p: p.name,
+)
+def test_every_shipped_grid_parses(path):
+    grid = read_grid(path)
+    assert grid.variants and len({v.name for v in grid.variants}) == len(grid.variants)
+    assert f"grids/{path.name}" in path.read_text()  # its header says how to run it

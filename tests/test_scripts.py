@@ -31,7 +31,9 @@ def test_script_parses_and_documents_its_use(script):
     assert f"scripts/{script.name}" in text  # the usage line names the script
 
 
-@pytest.mark.parametrize("script", ["gpu_all.sh", "perf_gpu.sh", "sprites_gpu.sh"])
+@pytest.mark.parametrize(
+    "script", ["gpu_all.sh", "perf_gpu.sh", "sprites_gpu.sh", "sprites_gpu_grid.sh"]
+)
 def test_gpu_scripts_refuse_to_start_without_an_output_folder(script, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("OUT", "SHEETS")}
     done = subprocess.run(
