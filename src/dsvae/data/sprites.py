@@ -321,8 +321,9 @@ def build_sprites(
         created = make_dirs(out_dir.parent)
     except OSError as err:
         raise write_error(err, out_dir) from err
-    staging = make_sibling(out_dir, "tmp")
+    staging = None
     try:
+        staging = make_sibling(out_dir, "tmp")
         shape = (LENGTH, TILE, TILE, 3)
         with naming_target(staging, out_dir), contextlib.ExitStack() as stack:
             writers = {
@@ -342,7 +343,8 @@ def build_sprites(
                 writer.finish(_labels(ids[split]), _meta(split, ids[split], characters is not None))
         commit_folder(staging, out_dir, overwrite, _MARKERS, "Sprites data set")
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         if not out_dir.exists():
             remove_dirs(created)
     return out_dir / "train", out_dir / "test"
