@@ -62,10 +62,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def make_dirs(folder: str | os.PathLike) -> list[Path]:
     """``mkdir -p folder``; return the folders it created, outermost first."""
-    folder = Path(folder)
-    missing = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
-    folder.mkdir(parents=True, exist_ok=True)
+    missing = missing_dirs(folder)
+    Path(folder).mkdir(parents=True, exist_ok=True)
     return missing
+
+
+def missing_dirs(folder: str | os.PathLike) -> list[Path]:
+    """``folder`` and those of its parents that do not exist, outermost first."""
+    folder = Path(folder)
+    return [p for p in (folder, *folder.parents) if not p.exists()][::-1]
 
 
 def remove_dirs(created: list[Path]) -> None:

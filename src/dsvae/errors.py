@@ -64,7 +64,7 @@ class TrainingInterrupted(DsvaeError):
 _WRITE_HINTS = {
     errno.ENOSPC: "free space or choose another --out",
     errno.EDQUOT: "free space (your disk quota is used up) or choose another --out",
-    errno.EROFS: "the file system is read-only; choose another --out",
+    errno.EROFS: "choose a folder on a writable file system with --out",
     errno.EACCES: "choose a folder you may write to with --out",
     errno.EPERM: "choose a folder you may write to with --out",
     errno.ENOTDIR: "a part of the path is a file, not a folder; choose another --out",

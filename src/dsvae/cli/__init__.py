@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from dsvae import __version__
-from dsvae.atomic import check_folder_path
+from dsvae.atomic import check_folder_path, missing_dirs, remove_dirs
 from dsvae.cli import data, evaluate, operations, quickstart, train
 from dsvae.cli.common import formatter
 from dsvae.errors import DsvaeError, TrainingInterrupted, os_error_line
@@ -63,14 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    made_for_out: list[Path] = []
     try:
         if isinstance(getattr(args, "out", None), Path):
             check_folder_path(args.out)  # a file, a path under a file, a read-only place
+            made_for_out = missing_dirs(args.out)
         args.func(args)
     except TrainingInterrupted as err:
         print(f"dsvae {args.command}: {_one_line(err)}", file=sys.stderr)
         return 128 + err.signum
     except (DsvaeError, MemoryError, OSError) as err:
+        remove_dirs(made_for_out)  # a failed command leaves no empty folder it made for --out
         if args.debug:
             raise
         print(f"dsvae {args.command}: error: {_one_line(err)}", file=sys.stderr)

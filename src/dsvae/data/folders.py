@@ -7,13 +7,15 @@ the builders commit with :func:`commit_folder`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from dsvae.atomic import fsync_path
-from dsvae.errors import DataError, write_error
+from dsvae.errors import DataError, WriteError, write_error
 
 FRAMES_FILE = "frames.npy"
 """The file that marks a data set folder (see :mod:`dsvae.data.storage`)."""
@@ -31,6 +33,16 @@ def make_sibling(out_dir: Path, kind: str) -> Path:
         except OSError as err:  # read-only, full, a file in the way, a name too long
             raise write_error(err, out_dir) from err
     raise DataError(f"could not create a temporary folder beside {out_dir}; clean up .{kind}-*")
+
+
+@contextlib.contextmanager
+def naming_target(tmp_dir: Path, out_dir: Path) -> Iterator[None]:
+    """A WriteError inside the block names the folder the user asked for, ``out_dir``, not
+    the hidden ``tmp_dir`` it is being built in."""
+    try:
+        yield
+    except WriteError as err:
+        raise WriteError(str(err).replace(str(tmp_dir), str(out_dir))) from err
 
 
 def check_target(

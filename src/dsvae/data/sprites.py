@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +39,16 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from dsvae.atomic import current_umask
-from dsvae.data.folders import FRAMES_FILE, check_target, commit_folder
+from dsvae.atomic import make_dirs, remove_dirs
+from dsvae.data.folders import (
+    FRAMES_FILE,
+    check_target,
+    commit_folder,
+    make_sibling,
+    naming_target,
+)
 from dsvae.data.storage import DatasetWriter
-from dsvae.errors import DataError
+from dsvae.errors import DataError, write_error
 
 ATTRIBUTES = ("skin", "pants", "tops", "hair")
 """The four attribute slots, in label order (upstream: body, bottomwear, topwear, hair)."""
@@ -312,12 +317,15 @@ def build_sprites(
     check_target(out_dir, overwrite, _MARKERS, "Sprites data set")
     ids = _split_ids(sheets, characters)
     slot = {c: (split, i) for split, split_ids in ids.items() for i, c in enumerate(split_ids)}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        staging.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; give the usual mode
+        created = make_dirs(out_dir.parent)
+    except OSError as err:
+        raise write_error(err, out_dir) from err
+    staging = None
+    try:
+        staging = make_sibling(out_dir, "tmp")
         shape = (LENGTH, TILE, TILE, 3)
-        with contextlib.ExitStack() as stack:
+        with naming_target(staging, out_dir), contextlib.ExitStack() as stack:
             writers = {
                 split: stack.enter_context(DatasetWriter(staging / split, 9 * len(c), shape))
                 for split, c in ids.items()
@@ -335,5 +343,8 @@ def build_sprites(
                 writer.finish(_labels(ids[split]), _meta(split, ids[split], characters is not None))
         commit_folder(staging, out_dir, overwrite, _MARKERS, "Sprites data set")
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if not out_dir.exists():
+            remove_dirs(created)
     return out_dir / "train", out_dir / "test"

@@ -33,8 +33,14 @@ from dsvae.atomic import (
     preallocate,
     remove_dirs,
 )
-from dsvae.data.folders import FRAMES_FILE, check_target, commit_folder, make_sibling
-from dsvae.errors import DataError, WriteError, write_error
+from dsvae.data.folders import (
+    FRAMES_FILE,
+    check_target,
+    commit_folder,
+    make_sibling,
+    naming_target,
+)
+from dsvae.errors import DataError, write_error
 
 LABELS_FILE = "labels.npz"
 META_FILE = "meta.json"
@@ -166,11 +172,9 @@ class DatasetWriter:
         """
         tmp_dir = self._require_open()
         try:
-            self._complete(tmp_dir, labels, meta)
-            commit_folder(tmp_dir, self.out_dir, self.overwrite)
-        except WriteError as err:  # name the folder the user asked for, not the temporary one
-            self.abort()
-            raise WriteError(str(err).replace(str(tmp_dir), str(self.out_dir))) from err
+            with naming_target(tmp_dir, self.out_dir):
+                self._complete(tmp_dir, labels, meta)
+                commit_folder(tmp_dir, self.out_dir, self.overwrite)
         except BaseException:
             self.abort()
             raise

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import warnings
 from collections import deque
@@ -31,10 +30,16 @@ import numpy as np
 from PIL import Image, ImageSequence
 from tqdm import tqdm
 
-from dsvae.atomic import atomic_save_npz, atomic_write_json, fsync_path
-from dsvae.data.folders import FRAMES_FILE, check_target, commit_folder
+from dsvae.atomic import atomic_save_npz, atomic_write_json, fsync_path, make_dirs, remove_dirs
+from dsvae.data.folders import (
+    FRAMES_FILE,
+    check_target,
+    commit_folder,
+    make_sibling,
+    naming_target,
+)
 from dsvae.data.storage import LABELS_FILE, META_FILE
-from dsvae.errors import DataError
+from dsvae.errors import DataError, DsvaeError, write_error
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v")
 GIF_SUFFIXES = (".gif",)
@@ -188,12 +193,23 @@ def windows(
 
 
 class _NpyAppender:
-    """A uint8 ``.npy`` file of ``(N, *shape)`` that grows by rows; N is written on close."""
+    """A uint8 ``.npy`` file of ``(N, *shape)`` that grows by rows; N is written on close.
+
+    Writes are unbuffered, so a full disk raises WriteError at the row that does not fit
+    (and the rows before it stay as they were), not later in a flush.
+    """
 
     def __init__(self, path: Path, shape: tuple[int, ...]) -> None:
         self.path, self.shape, self.count = path, shape, 0
-        self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed by finish or close
-        self._file.write(self._header(0))
+        try:
+            self._file: BinaryIO = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by finish or close
+        except OSError as err:
+            raise write_error(err, path) from err
+        try:
+            self._write(self._header(0))
+        except BaseException:
+            self.close()
+            raise
 
     def _header(self, n: int) -> bytes:
         text = repr({"descr": "|u1", "fortran_order": False, "shape": (n, *self.shape)})
@@ -204,8 +220,17 @@ class _NpyAppender:
             + (text + " " * pad + "\n").encode("latin1")
         )
 
+    def _write(self, data: bytes) -> None:
+        """Write all of ``data`` (a raw write may take only part of it on a full disk)."""
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[self._file.write(view) :]
+        except OSError as err:
+            raise write_error(err, self.path) from err
+
     def append(self, row: np.ndarray) -> None:
-        self._file.write(np.ascontiguousarray(row, dtype=np.uint8).tobytes())
+        self._write(np.ascontiguousarray(row, dtype=np.uint8).tobytes())
         self.count += 1
 
     def rewind(self, count: int) -> None:
@@ -215,11 +240,14 @@ class _NpyAppender:
         self.count = count
 
     def finish(self) -> None:
-        self._file.seek(0)
-        self._file.write(self._header(self.count))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        try:
+            self._file.seek(0)
+            self._write(self._header(self.count))
+            os.fsync(self._file.fileno())
+        except OSError as err:
+            raise write_error(err, self.path) from err
+        finally:
+            self.close()
 
     def close(self) -> None:
         self._file.close()
@@ -273,27 +301,33 @@ def import_videos(
     root, out_dir = Path(in_path), Path(out_dir)
     sources = find_sources(root)
     check_target(out_dir, overwrite)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = out_dir.parent / f".{out_dir.name}.tmp-{secrets.token_hex(4)}"
-    tmp_dir.mkdir()
+    args = (length, size, stride, channels)
     try:
-        out = _NpyAppender(tmp_dir / FRAMES_FILE, (length, size, size, channels))
-        try:
-            report = _import_sources(
-                root, sources, out, (length, size, stride, channels), strict, show_progress, warn
-            )
-        except BaseException:
-            out.close()
-            raise
-        out.finish()
-        names = [_relative(s.path, root) for s in sources]
-        labels, meta = _labels_and_meta(root, names, report, (length, size, stride, channels))
-        atomic_save_npz(tmp_dir / LABELS_FILE, **labels)
-        atomic_write_json(tmp_dir / META_FILE, meta)
-        fsync_path(tmp_dir)
-        commit_folder(tmp_dir, out_dir, overwrite)
+        created = make_dirs(out_dir.parent)
+    except OSError as err:
+        raise write_error(err, out_dir) from err
+    tmp_dir = None
+    try:
+        tmp_dir = make_sibling(out_dir, "tmp")
+        with naming_target(tmp_dir, out_dir):
+            out = _NpyAppender(tmp_dir / FRAMES_FILE, (length, size, size, channels))
+            try:
+                report = _import_sources(root, sources, out, args, strict, show_progress, warn)
+            except BaseException:
+                out.close()
+                raise
+            out.finish()
+            names = [_relative(s.path, root) for s in sources]
+            labels, meta = _labels_and_meta(root, names, report, args)
+            atomic_save_npz(tmp_dir / LABELS_FILE, **labels)
+            atomic_write_json(tmp_dir / META_FILE, meta)
+            fsync_path(tmp_dir)
+            commit_folder(tmp_dir, out_dir, overwrite)
     except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        if not out_dir.exists():
+            remove_dirs(created)
         raise
     return VideoImport(
         out_dir,
@@ -327,7 +361,7 @@ def _import_sources(
         before = out.count
         try:
             _read_source(source, out, args, provenance, index)
-        except DataError:
+        except DsvaeError:  # a full disk, PyAV missing: not this file's fault
             raise
         except Exception as err:  # noqa: BLE001 - any decoder failure means an unreadable file
             reason = _reason(err)
