@@ -34,7 +34,9 @@ from dsvae.atomic import (
     remove_dirs,
 )
 from dsvae.data.folders import FRAMES_FILE, check_target, commit_folder, make_sibling
+from dsvae.data.meta import check_meta
 from dsvae.errors import DataError, WriteError, write_error
+from dsvae.text_files import Refusal, read_json
 
 LABELS_FILE = "labels.npz"
 META_FILE = "meta.json"
@@ -208,7 +210,7 @@ class DatasetWriter:
             json.dumps(meta)
         except (TypeError, ValueError) as err:
             raise DataError(f"meta for {self.out_dir} is not JSON-serialisable: {err}") from err
-        return meta
+        return check_meta(meta, f"meta for {self.out_dir}")
 
     def abort(self) -> None:
         """Remove the temporary folder (and any parent folder made for it); ``out_dir`` is
@@ -297,19 +299,10 @@ def read_labels(path: Path, n: int) -> dict[str, np.ndarray]:
     return check_labels(labels, n, str(file))
 
 
-def read_meta(path: Path, shape: tuple[int, ...]) -> dict[str, Any]:
+def read_meta(path: Path, shape: tuple[int, ...], dtype: np.dtype | None = None) -> dict[str, Any]:
+    """``meta.json`` ({} without one), checked against frames of ``shape`` and ``dtype``."""
     file = path / META_FILE
-    if not file.exists():
+    if not os.path.lexists(file):
         return {}
-    try:
-        meta = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as err:
-        raise DataError(f"{file} is not valid JSON ({err}); fix or rebuild it") from err
-    if not isinstance(meta, dict):
-        raise DataError(f"{file} must hold a JSON object, got {type(meta).__name__}")
-    if "frames_shape" in meta and list(meta["frames_shape"]) != list(shape):
-        raise DataError(
-            f"{file} says frames_shape {meta['frames_shape']} but {FRAMES_FILE} has "
-            f"{list(shape)}; the folder is inconsistent, rebuild it"
-        )
-    return meta
+    meta = read_json(file, refuse=Refusal(DataError, hint="fix or rebuild it"))
+    return check_meta(meta, str(file), shape, dtype)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from dsvae.config_files import from_dict, to_dict
 from dsvae.errors import ConfigError, ModelFileError
 from dsvae.model.dsvae import DSVAE
 from dsvae.model.registry import build_model
+from dsvae.text_files import Refusal, read_json
 
 FORMAT = "dsvae-model"
 FORMAT_VERSION = 1
@@ -55,10 +55,7 @@ def read_document(file: Path, format: str, key: str, what: str) -> dict[str, Any
 
     Raises :class:`ModelFileError` ("... is not a dsvae ``what`` config") otherwise.
     """
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelFileError(f"{file} is not valid JSON: {err}") from err
+    data = read_json(file, refuse=Refusal(ModelFileError))
     if not isinstance(data, dict) or data.get("format") != format or key not in data:
         raise ModelFileError(f"{file} is not a dsvae {what} config")
     return data

@@ -33,6 +33,7 @@ from dsvae.data import SequenceDataset
 from dsvae.errors import ConfigError, DataError, DsvaeError, TrainingInterrupted, write_error
 from dsvae.model import DSVAE, save_model
 from dsvae.model.objective import Objective
+from dsvae.text_files import Refusal, read_json, read_yaml
 from dsvae.train.callbacks import DisentanglementProbe, NonFiniteLossGuard, PicturesCallback
 from dsvae.train.checkpoints import AtomicCheckpointIO
 from dsvae.train.csv_log import RunCSVLogger, last_logged
@@ -112,13 +113,9 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, resume: bool) -> Ex
 
 
 def read_run_config(run_dir: Path) -> ExperimentConfig:
-    """The config a run folder was trained with (``config.yaml``, read with yaml.safe_load)."""
+    """The config a run folder was trained with (``config.yaml``, read by :func:`dsvae.text_files.read_yaml`)."""
     path = run_dir / CONFIG_FILE
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        detail = " ".join(str(err).split())
-        raise ConfigError(f"{path} cannot be read ({detail}); the run folder is damaged") from err
+    data = read_yaml(path, refuse=Refusal(ConfigError, hint="the run folder is damaged"))
     try:
         return from_dict(ExperimentConfig, data)
     except ConfigError as err:
@@ -401,15 +398,9 @@ def export_checkpoint(run_dir: str | Path, checkpoint: str = LAST_CHECKPOINT) ->
 
 def training_length(run: str | Path) -> int | None:
     """T of the data a run folder was trained on, when its ``summary.json`` records it."""
-    import json
-
     summary = Path(run) / "summary.json"
     if not summary.is_file():
         return None
-    try:
-        length = json.loads(summary.read_text(encoding="utf-8")).get("sequence_length")
-    except (ValueError, AttributeError) as err:
-        raise DsvaeError(
-            f"{summary} is not valid JSON ({err}); pass --length, or delete the file"
-        ) from err
-    return length if isinstance(length, int) else None
+    data = read_json(summary, refuse=Refusal(hint="pass --length, or delete the file"))
+    length = data.get("sequence_length") if isinstance(data, dict) else None
+    return length if isinstance(length, int) and length > 0 else None
