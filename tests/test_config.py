@@ -161,7 +161,7 @@ def test_invalid_choices_list_the_valid_ones(data, fragment) -> None:
         (lambda: ModelConfig(f_dim=-1), "model.f_dim must be > 0"),
         (lambda: FrameNetConfig(channels=[]), "at least one layer width"),
         (lambda: FrameNetConfig(channels=[4, 4], strides=[2]), "2 channels but 1 strides"),
-        (lambda: FrameNetConfig(kernel=4), "model.frames.kernel must be odd and >= 1, got 4"),
+        (lambda: FrameNetConfig(kernel=4), "model.frames.kernel must be odd and in 1..31, got 4"),
         (lambda: FrameNetConfig(channels=[4, 0, 4, 4]), "model.frames.channels[i] must be > 0"),
         (lambda: FrameNetConfig(hidden=[8, 0]), "model.frames.hidden[i] must be > 0"),
         (lambda: FrameNetConfig(feature_dim=0), "model.frames.feature_dim must be > 0"),

@@ -79,6 +79,9 @@ def _coerce_scalar(tp: Any, value: Any, key: str) -> Any:
             return value
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -(2**63) <= value < 2**63:
+                digits = len(str(abs(value)))
+                raise ConfigError(f"{key} must fit in 64 bits, got a {digits}-digit number")
             return value
     elif tp is float:
         number = _as_float(value)

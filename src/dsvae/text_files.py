@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ MAX_YAML_NODES = 1_000_000
 """The most values a YAML document may hold once its aliases are expanded."""
 
 _INT_TAG = "tag:yaml.org,2002:int"
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 
 class _Refused(Exception):
@@ -81,7 +84,14 @@ def _kind(mode: int) -> str:
 
 def describe_size(n: int) -> str:
     """``n`` bytes for a person: ``17.0 MiB``, ``3 bytes``."""
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+    for unit, shift in (
+        ("EiB", 60),
+        ("PiB", 50),
+        ("TiB", 40),
+        ("GiB", 30),
+        ("MiB", 20),
+        ("KiB", 10),
+    ):
         if n >= 1 << shift:
             return f"{n / (1 << shift):.1f} {unit}"
     return f"{n} bytes"
@@ -272,22 +282,37 @@ def _check_yaml(root: yaml.Node) -> None:
         stack.extend((child, name, False) for child, name in _children(node, key))
 
 
+def _flow_depth(text: str) -> int:
+    """How deep ``[`` and ``{`` nest in ``text`` (brackets inside strings count too: this is
+    a bound, taken before PyYAML's scanner, which slows down quadratically with it)."""
+    brackets = _NOT_BRACKETS.sub("", text)
+    return max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
+
+
 def parse_yaml(text: str) -> Any:
     """The YAML value of ``text`` (``yaml.safe_load``, checked first); raises ValueError
     with the problem (and the key, where there is one)."""
-    loader = yaml.SafeLoader(text)
+    if _flow_depth(text) > MAX_DEPTH:
+        raise ValueError(f"nests values deeper than {MAX_DEPTH} levels")
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check_yaml(node)
-        return loader.construct_document(node)
+        return _load_checked(text)
     except RecursionError:
         raise ValueError(f"nests values deeper than {MAX_DEPTH} levels") from None
     except _Refused as err:
         raise ValueError(_where(err)) from None
     except yaml.YAMLError as err:
         raise ValueError(f"is not valid YAML ({' '.join(str(err).split())})") from err
+
+
+def _load_checked(text: str) -> Any:
+    """``yaml.safe_load(text)``, with the node graph checked before it is constructed."""
+    loader = yaml.SafeLoader(text)  # this reads the text: a control character raises here
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_yaml(node)
+        return loader.construct_document(node)
     finally:
         loader.dispose()
 
