@@ -161,7 +161,7 @@ def test_invalid_choices_list_the_valid_ones(data, fragment) -> None:
         (lambda: ModelConfig(f_dim=-1), "model.f_dim must be > 0"),
         (lambda: FrameNetConfig(channels=[]), "at least one layer width"),
         (lambda: FrameNetConfig(channels=[4, 4], strides=[2]), "2 channels but 1 strides"),
-        (lambda: FrameNetConfig(kernel=4), "model.frames.kernel must be odd and >= 1, got 4"),
+        (lambda: FrameNetConfig(kernel=4), "model.frames.kernel must be odd and in 1..31, got 4"),
         (lambda: FrameNetConfig(channels=[4, 0, 4, 4]), "model.frames.channels[i] must be > 0"),
         (lambda: FrameNetConfig(hidden=[8, 0]), "model.frames.hidden[i] must be > 0"),
         (lambda: FrameNetConfig(feature_dim=0), "model.frames.feature_dim must be > 0"),
@@ -251,7 +251,7 @@ def test_load_config_applies_overrides_after_the_file(tmp_path) -> None:
         ("nokey", "override 'nokey' must look like key=value, e.g. model.z_dim=16"),
         ("=3", "override '=3' has an empty key"),
         ("...=3", "has an empty key"),
-        ("model.z_dim=[1, 2", "override 'model.z_dim=[1, 2': cannot read the value as YAML"),
+        ("model.z_dim=[1, 2", "override 'model.z_dim=[1, 2': the value is not valid YAML"),
     ],
 )
 def test_malformed_overrides(override, fragment) -> None:
@@ -285,7 +285,7 @@ def test_overrides_are_validated_like_the_file() -> None:
 def test_read_yaml_errors(tmp_path) -> None:
     with pytest.raises(ConfigError, match="does not exist; see configs/"):
         read_yaml(tmp_path / "missing.yaml")
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="is a folder, not a file"):
         read_yaml(tmp_path)  # a folder is not a config file
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [1, 2\n")

@@ -329,7 +329,7 @@ ROWS = [
         t, _wav(b, nan=True)), r"a_1\.wav has 1 NaN or infinite samples"),
     Row("run-config-damaged", "a run whose config.yaml holds a Python tag", lambda t, b: [
         "export", str(_run_with(b, t, {"config.yaml": b"model: !!python/name:os.system"}))],
-        r"config\.yaml cannot be read .*run folder is damaged"),
+        r"config\.yaml is not valid YAML .*run folder is damaged"),
     Row("ball-absurd-n", "dsvae data bouncing-ball --n 10^12", lambda t, b: [
         "data", "bouncing-ball", "--out", str(t / "out"), "--n", "1000000000000"],
         r"not enough memory"),

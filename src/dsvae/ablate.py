@@ -46,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from dsvae import text_files
 from dsvae.ablate_table import write_table
 from dsvae.atomic import atomic_write_text
 from dsvae.config import ExperimentConfig, load_config
@@ -164,13 +165,8 @@ def parse_grid(data: Any, where: str = "the grid") -> Grid:
 def read_grid(path: str | Path) -> Grid:
     """Read and check a grid file (YAML, at most 1 MiB)."""
     path = Path(path)
-    try:
-        if path.stat().st_size > _MAX_GRID_BYTES:
-            raise ConfigError(f"grid file {path} is larger than 1 MiB; is it the right file?")
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
-        detail = " ".join(str(err).split())
-        raise ConfigError(f"grid file {path} cannot be read ({detail})") from err
+    refuse = text_files.Refusal(ConfigError, "grid file", "is it the right file?")
+    data = text_files.read_yaml(path, limit=_MAX_GRID_BYTES, refuse=refuse)
     return parse_grid(data, f"grid file {path}")
 
 
@@ -178,10 +174,7 @@ def _claim_folder(out: Path, grid: Grid) -> None:
     """Write grid.yaml into ``out``, or check that ``out`` already holds this grid."""
     saved = out / GRID_FILE
     if saved.is_file():
-        try:
-            old = yaml.safe_load(saved.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-            raise DsvaeError(f"{saved} cannot be read ({err}); choose another --out") from err
+        old = text_files.read_yaml(saved, refuse=text_files.Refusal(hint="choose another --out"))
         if old != grid.source:
             raise DsvaeError(
                 f"{out} holds another grid ({saved} differs from this one); pass the same grid "

@@ -7,17 +7,27 @@ Acc and the swap diagnostic).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dsvae.atomic import atomic_write_json, atomic_write_text
 from dsvae.config_files import to_dict
+from dsvae.errors import DsvaeError
+from dsvae.text_files import read_json
 
 if TYPE_CHECKING:
     from dsvae.ablate import Grid, Variant
 
 TABLE_ROWS = ("skin", "pants", "tops", "hair", "action", "motion", "direction")
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    """A JSON object that a run or an evaluation wrote (an object is checked for: a damaged
+    file is named, not read as an empty row)."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise DsvaeError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
 
 
 def variant_row(grid: Grid, variant: Variant, out: Path, status: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +42,7 @@ def variant_row(grid: Grid, variant: Variant, out: Path, status: dict[str, Any])
         row["log"] = status["log"]
     summary = run / "summary.json"
     if summary.is_file():
-        s = json.loads(summary.read_text(encoding="utf-8"))
+        s = _read_object(summary)
         row.update(
             steps=s.get("global_step"),
             epochs=s.get("epochs"),
@@ -42,7 +52,7 @@ def variant_row(grid: Grid, variant: Variant, out: Path, status: dict[str, Any])
         )
     report = ev / "sprites_eval.json"
     if report.is_file():
-        r = json.loads(report.read_text(encoding="utf-8"))
+        r = _read_object(report)
         row["validation_sequences"] = r.get("test_sequences")
         row["table1"] = {k: r["table1"][k]["disagreement"] for k in TABLE_ROWS}
         row["action_acc"] = r["later_work"]["action_acc"]

@@ -31,11 +31,29 @@ from dsvae.choices import (
 from dsvae.config_files import apply_overrides, from_dict, read_yaml
 from dsvae.errors import ConfigError
 
+MAX_WIDTH = 1 << 16
+"""The widest layer or latent, and the largest frame side or vector, a config may ask for
+(the model's total size is checked too, by :func:`dsvae.model.size.check_model_size`)."""
+MAX_KERNEL = 31
+MAX_SEED = 2**32 - 1
+"""Seeds are passed to numpy, which takes 0 .. 2^32 - 1."""
+MAX_THREADS = 1024
+
 
 def _check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name} must be {bound}, got {value!r}")
+
+
+def _check_at_most(name: str, value: Any, limit: int) -> None:
+    if value > limit:
+        raise ConfigError(f"{name} must be at most {limit:,}, got {value:,}")
+
+
+def _check_width(name: str, value: Any) -> None:
+    _check_positive(name, value)
+    _check_at_most(name, value, MAX_WIDTH)
 
 
 @dataclass
@@ -75,7 +93,7 @@ class FrameNetConfig:
     def __post_init__(self) -> None:
         check_choice("model.frames.kind", self.kind, names(FrameKind))
         check_choice("model.frames.norm", self.norm, names(FrameNorm))
-        _check_positive("model.frames.feature_dim", self.feature_dim)
+        _check_width("model.frames.feature_dim", self.feature_dim)
         if self.kind == "conv":
             if not self.channels:
                 raise ConfigError("model.frames.channels must list at least one layer width")
@@ -86,12 +104,14 @@ class FrameNetConfig:
                 )
             for s in self.strides:
                 check_choice("model.frames.strides[i]", s, (1, 2))
-            if self.kernel < 1 or self.kernel % 2 == 0:
-                raise ConfigError(f"model.frames.kernel must be odd and >= 1, got {self.kernel}")
+            if self.kernel < 1 or self.kernel % 2 == 0 or self.kernel > MAX_KERNEL:
+                raise ConfigError(
+                    f"model.frames.kernel must be odd and in 1..{MAX_KERNEL}, got {self.kernel}"
+                )
             for c in self.channels:
-                _check_positive("model.frames.channels[i]", c)
+                _check_width("model.frames.channels[i]", c)
         for h in self.hidden:
-            _check_positive("model.frames.hidden[i]", h)
+            _check_width("model.frames.hidden[i]", h)
 
     @property
     def downsample(self) -> int:
@@ -148,7 +168,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("f_dim", "z_dim", "hidden_dim"):
-            _check_positive(f"model.{name}", getattr(self, name))
+            _check_width(f"model.{name}", getattr(self, name))
         check_choice("model.posterior", self.posterior, names(Posterior))
         check_choice("model.dynamics", self.dynamics, names(Dynamics))
         if self.frame_shape is not None:
@@ -157,6 +177,8 @@ class ModelConfig:
 
     def validate_frame_shape(self, shape: list[int]) -> None:
         """Check that this network can model frames of ``shape``."""
+        for size in shape:
+            _check_width("model.frame_shape[i]", size)
         if self.frames.kind == "conv":
             if len(shape) != 3 or shape[0] not in (1, 3):
                 raise ConfigError(
@@ -266,6 +288,10 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        for name in ("seed", "val_seed"):
+            if getattr(self, name) is not None:
+                _check_positive(f"train.{name}", getattr(self, name), allow_zero=True)
+                _check_at_most(f"train.{name}", getattr(self, name), MAX_SEED)
         _check_positive("train.batch_size", self.batch_size)
         _check_positive("train.lr", self.lr)
         _check_positive("train.max_epochs", self.max_epochs)
@@ -311,6 +337,8 @@ class TrainConfig:
         )
         if self.threads is not None:
             _check_positive("train.threads", self.threads)
+            _check_at_most("train.threads", self.threads, MAX_THREADS)
+        _check_at_most("train.num_workers", self.num_workers, MAX_THREADS)
         _check_positive("train.num_nodes", self.num_nodes)
 
 

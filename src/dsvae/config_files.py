@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
+from dsvae import text_files
 from dsvae.choices import check_choice, names
 from dsvae.errors import ConfigError
 
@@ -77,6 +79,9 @@ def _coerce_scalar(tp: Any, value: Any, key: str) -> Any:
             return value
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -(2**63) <= value < 2**63:
+                digits = len(str(abs(value)))
+                raise ConfigError(f"{key} must fit in 64 bits, got a {digits}-digit number")
             return value
     elif tp is float:
         number = _as_float(value)
@@ -121,9 +126,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not parts:
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"override {text!r}: cannot read the value as YAML ({err})") from err
+        value = text_files.parse_yaml(raw) if raw.strip() else None
+    except ValueError as err:
+        raise ConfigError(f"override {text!r}: the value {err}") from err
     return parts, value
 
 
@@ -153,14 +158,12 @@ def _deep_copy(data: Any) -> Any:
 
 
 def read_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping with clear errors for a missing or malformed file."""
+    """Read a YAML mapping with clear errors for a missing, malformed or hostile file
+    (:mod:`dsvae.text_files`)."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise ConfigError(f"config file {path} does not exist; see configs/ for examples")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    data = text_files.read_yaml(path, refuse=text_files.Refusal(ConfigError, "config file"))
     if data is None:
         return {}
     if not isinstance(data, dict):

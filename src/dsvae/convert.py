@@ -9,7 +9,6 @@ statistics and turned into sound with :func:`dsvae.audio.griffin_lim`.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from dsvae.audio import (
 from dsvae.data import require_same_frames
 from dsvae.data.speech import spectrogram_settings
 from dsvae.errors import DataError
+from dsvae.text_files import Refusal, read_json
 
 
 @dataclass
@@ -53,7 +53,7 @@ class SpeechModel:
         )
         if meta_file is None:
             raise DataError(f"{data_dir} is not a speech data set (no meta.json); pass --data DIR")
-        cfg, stats = spectrogram_settings(json.loads(meta_file.read_text(encoding="utf-8")))
+        cfg, stats = spectrogram_settings(read_json(meta_file, refuse=Refusal(DataError)))
         model = load_model(run)
         require_same_frames((cfg.n_bins,), model.frame_shape, f"pass the data set of {run}")
         return cls(model, cfg, stats)

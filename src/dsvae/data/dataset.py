@@ -60,7 +60,7 @@ class SequenceDataset(_Frames, Dataset):
             raise DataError(f"{self.path} is not a folder; pass the data set folder")
         self.frames = read_frames(self.path)  # (N, T, H, W, C) or (N, T, D)
         self.labels = read_labels(self.path, self.frames.shape[0])
-        self.meta = read_meta(self.path, self.frames.shape)
+        self.meta = read_meta(self.path, self.frames.shape, self.frames.dtype)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return torch.from_numpy(np.array(self.frames[index]))  # (T, H, W, C) or (T, D)

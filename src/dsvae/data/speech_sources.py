@@ -22,7 +22,6 @@ Splits per source:
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 from collections import defaultdict
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from dsvae.errors import DataError
+from dsvae.text_files import Refusal, read_json
 
 FSDD_UNSEEN = ("theo", "yweweler")
 FSDD_TEST_TAKES = 5  # takes 0-4 of each digit are FSDD's official test set
@@ -105,9 +105,12 @@ def fsdd_utterances(
     rec = root / "recordings" if (root / "recordings").is_dir() else root
     genders = {}
     if (root / "speakers.json").is_file():
+        speakers = read_json(root / "speakers.json", refuse=Refusal(DataError))
+        if not isinstance(speakers, dict):
+            raise DataError(f"{root / 'speakers.json'} must map each speaker to its details")
         genders = {
-            k: v.get("gender", "unknown")
-            for k, v in json.loads((root / "speakers.json").read_text()).items()
+            k: v.get("gender", "unknown") if isinstance(v, dict) else "unknown"
+            for k, v in speakers.items()
         }
     out = []
     for path in _wavs(rec):

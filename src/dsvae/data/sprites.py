@@ -28,7 +28,6 @@ work under the same terms. They are read from a folder beside the repository, ne
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -49,6 +48,7 @@ from dsvae.data.folders import (
 )
 from dsvae.data.storage import DatasetWriter
 from dsvae.errors import DataError, write_error
+from dsvae.text_files import Refusal, read_json
 
 ATTRIBUTES = ("skin", "pants", "tops", "hair")
 """The four attribute slots, in label order (upstream: body, bottomwear, topwear, hair)."""
@@ -176,8 +176,8 @@ def _load_split(file: Path) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int
     """``order``, ``train_ids``, ``test_ids`` from the split file, checked against seed 423."""
     if not file.is_file():
         raise DataError(f"split file {file} is missing; restore it beside the LPC sheets")
+    split = read_json(file, refuse=Refusal(DataError, "split file"))
     try:
-        split = json.loads(file.read_text(encoding="utf-8"))
         order, train, test = (
             tuple(int(i) for i in split[key]) for key in ("order", "train_ids", "test_ids")
         )

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
 import shutil
+import zipfile
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -40,7 +42,9 @@ from dsvae.data.folders import (
     make_sibling,
     naming_target,
 )
+from dsvae.data.meta import check_meta
 from dsvae.errors import DataError, write_error
+from dsvae.text_files import Refusal, describe_size, read_json
 
 LABELS_FILE = "labels.npz"
 META_FILE = "meta.json"
@@ -49,6 +53,8 @@ BUILD_HINT = "build one with `dsvae data bouncing-ball --out DIR`"
 _ACCEPTED = "uint8 images (N, T, H, W, C) with C in {1, 3} or float32 vectors (N, T, D)"
 # np.savez takes these as its own arguments, so they cannot name a label array.
 _RESERVED_LABELS = ("file", "allow_pickle")
+MAX_LABEL_BYTES = 4 << 30
+"""The most that ``labels.npz`` may unpack to (labels of a large set take a few MB)."""
 
 
 def _package_version() -> str:
@@ -212,7 +218,7 @@ class DatasetWriter:
             json.dumps(meta)
         except (TypeError, ValueError) as err:
             raise DataError(f"meta for {self.out_dir} is not JSON-serialisable: {err}") from err
-        return meta
+        return check_meta(meta, f"meta for {self.out_dir}")
 
     def abort(self) -> None:
         """Remove the temporary folder (and any parent folder made for it); ``out_dir`` is
@@ -290,30 +296,68 @@ def read_frames(path: Path) -> np.memmap:
 
 
 def read_labels(path: Path, n: int) -> dict[str, np.ndarray]:
+    """``labels.npz`` ({} without one); every member's size is checked before it is read."""
     file = path / LABELS_FILE
-    if not file.exists():
+    if not os.path.lexists(file):
         return {}
+    if not file.is_file():
+        raise DataError(f"{file} is not a regular file; rebuild the data set")
     try:  # our own handle: numpy leaks it when the zip is damaged
-        with open(file, "rb") as fh, np.load(fh, allow_pickle=False) as archive:
-            labels = {name: archive[name] for name in archive.files}
+        with open(file, "rb") as fh:
+            _check_members(file, fh)
+            fh.seek(0)
+            with np.load(fh, allow_pickle=False) as archive:
+                labels = {name: archive[name] for name in archive.files}
+    except DataError:
+        raise
     except Exception as err:  # noqa: BLE001 - BadZipFile, NotImplementedError, ...
         raise DataError(f"could not read {file} ({err}); rebuild the data set") from err
     return check_labels(labels, n, str(file))
 
 
-def read_meta(path: Path, shape: tuple[int, ...]) -> dict[str, Any]:
+def _check_members(file: Path, fh: BinaryIO) -> None:
+    """Raise DataError unless every member of the zip ``fh`` is a ``.npy`` array whose
+    header claims no more bytes than the member holds, and all of them together unpack to
+    at most :data:`MAX_LABEL_BYTES`: a header that claims (20, 10^12) is refused before
+    numpy allocates it, and a member that is not an array is never read whole."""
+    with zipfile.ZipFile(fh) as archive:
+        members = archive.infolist()
+        total = sum(info.file_size for info in members)
+        if total > MAX_LABEL_BYTES:
+            raise DataError(
+                f"{file} unpacks to {describe_size(total)}, more than the "
+                f"{describe_size(MAX_LABEL_BYTES)} read for labels; rebuild the data set"
+            )
+        for info in members:
+            with archive.open(info) as member:
+                shape, dtype = _npy_header(member)
+                held = info.file_size - member.tell()
+            claimed = math.prod(shape) * dtype.itemsize
+            if claimed > held:
+                raise DataError(
+                    f"{file}: member {info.filename} claims shape {shape} of {dtype} "
+                    f"({describe_size(claimed)}) but holds {describe_size(held)}; "
+                    "rebuild the data set"
+                )
+
+
+def _npy_header(member: BinaryIO) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the header of a ``.npy`` stream (ValueError if it is not one)."""
+    version = np.lib.format.read_magic(member)
+    readers = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+    if version not in readers:
+        raise ValueError(f".npy format version {version} is not read")
+    shape, _, dtype = readers[version](member)
+    return shape, dtype
+
+
+def read_meta(path: Path, shape: tuple[int, ...], dtype: np.dtype | None = None) -> dict[str, Any]:
+    """``meta.json`` ({} without one), checked against frames of ``shape`` and ``dtype``."""
     file = path / META_FILE
-    if not file.exists():
+    if not os.path.lexists(file):
         return {}
-    try:
-        meta = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as err:
-        raise DataError(f"{file} is not valid JSON ({err}); fix or rebuild it") from err
-    if not isinstance(meta, dict):
-        raise DataError(f"{file} must hold a JSON object, got {type(meta).__name__}")
-    if "frames_shape" in meta and list(meta["frames_shape"]) != list(shape):
-        raise DataError(
-            f"{file} says frames_shape {meta['frames_shape']} but {FRAMES_FILE} has "
-            f"{list(shape)}; the folder is inconsistent, rebuild it"
-        )
-    return meta
+    meta = read_json(file, refuse=Refusal(DataError, hint="fix or rebuild it"))
+    return check_meta(meta, str(file), shape, dtype)

@@ -50,6 +50,7 @@ from dsvae.data.folders import FRAMES_FILE, check_target, commit_folder
 from dsvae.data.speech import SPLITS, build_speech
 from dsvae.data.speech_sources import Utterance, _holdout
 from dsvae.errors import DataError
+from dsvae.text_files import Refusal, read_json
 
 SAMPLE_RATE = 8000
 TRIM_DB = 40  # espeak-ng pads each word with silence; cut it where 40 dB below the peak
@@ -450,10 +451,12 @@ def _ordered_words(rows: list[dict[str, str]]) -> list[str]:
 
 def _built_split(wav_dir: Path) -> dict[str, Any]:
     """The unseen variants, holdout and seed a synthetic set was built with."""
-    import json
-
     path = wav_dir.parent / "train" / "meta.json"
     if not path.is_file():
         raise DataError(f"{path} is missing: pass the folder written by `dsvae data synth-speech`")
-    meta = json.loads(path.read_text(encoding="utf-8"))
-    return {**meta["synth"], "seed": meta["seed"]}
+    meta = read_json(path, refuse=Refusal(DataError))
+    if not isinstance(meta, dict) or not isinstance(meta.get("synth"), dict):
+        raise DataError(
+            f"{path} has no synth section: pass the folder written by `dsvae data synth-speech`"
+        )
+    return {**meta["synth"], "seed": meta.get("seed")}

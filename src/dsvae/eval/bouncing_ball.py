@@ -287,7 +287,9 @@ def _cached_curve(run: str | Path, model, dataset: SequenceDataset, limit: int |
     import json
 
     from dsvae.atomic import atomic_write_json
+    from dsvae.errors import DsvaeError
     from dsvae.model.saved import WEIGHTS_FILE, resolve_model_dir
+    from dsvae.text_files import read_json
 
     weights = resolve_model_dir(run) / WEIGHTS_FILE
     stat = weights.stat()
@@ -299,8 +301,8 @@ def _cached_curve(run: str | Path, model, dataset: SequenceDataset, limit: int |
     }
     path = Path(run) / "eval" / CURVE_CACHE
     if path.is_file():
-        with contextlib.suppress(ValueError, KeyError):
-            saved = json.loads(path.read_text(encoding="utf-8"))
+        with contextlib.suppress(DsvaeError, ValueError, KeyError, TypeError):  # recompute
+            saved = read_json(path)
             if saved["key"] == _json_safe(json.loads(json.dumps(key))):
                 curve = saved["curve"]
                 curve["error_missing"] = [

@@ -17,25 +17,23 @@ validation characters.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dsvae.atomic import atomic_write_json
 from dsvae.errors import DataError
+from dsvae.text_files import Refusal, read_json, read_yaml
 
 TABLE1_ROWS = ("skin", "pants", "tops", "hair", "action")
 EXTRA_TERMS = ("mi_weight", "contrast_weight", "static_contrast_weight")
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path} cannot be read ({err}); {what}") from err
+    data = read_json(path, refuse=Refusal(DataError, hint=what))
+    if not isinstance(data, dict):
+        raise DataError(f"{path} must hold a JSON object; {what}")
+    return data
 
 
 def hardware_name(machine: Mapping[str, Any]) -> str:
@@ -70,11 +68,8 @@ def summary_entry(
             f"{eval_dir} scores the {report.get('split')!r} split; the summary holds test-split "
             "numbers only: run dsvae evaluate sprites RUN ... --split test"
         )
-    try:
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise DataError(f"{run_dir / 'config.yaml'} cannot be read ({err})") from err
-    train = saved.get("train", {})
+    saved = read_yaml(run_dir / "config.yaml", refuse=Refusal(DataError))
+    train = saved.get("train", {}) if isinstance(saved, dict) else {}
     contrastive = any(float(train.get(term) or 0) > 0 for term in EXTRA_TERMS)
     seconds = summary.get("train_time_s", summary.get("wall_time_s"))
     return {

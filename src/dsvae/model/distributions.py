@@ -52,7 +52,8 @@ class FrameLikelihood(nn.Module):
         if cfg.kind == "gaussian" and cfg.scale == "learned":
             # one log-scale per channel (images) or per dimension (vectors)
             shape = (frame_shape[0],) + (1,) * (len(frame_shape) - 1)
-            init = torch.log(torch.tensor(cfg.scale_value))
+            # on the CPU even while the model is built on the meta device (to be sized)
+            init = torch.log(torch.tensor(cfg.scale_value, device="cpu"))
             self.log_scale = nn.Parameter(torch.full(shape, float(init)))
         else:
             self.register_parameter("log_scale", None)

@@ -7,6 +7,7 @@ from dsvae.config import ModelConfig
 from dsvae.model.deterministic import DeterministicSequenceVAE
 from dsvae.model.dsvae import DSVAE
 from dsvae.model.sequence import SequenceModel
+from dsvae.model.size import check_model_size
 
 MODELS: Registry[type[SequenceModel]] = Registry(
     "model.dynamics",
@@ -20,5 +21,8 @@ MODELS: Registry[type[SequenceModel]] = Registry(
 
 
 def build_model(config: ModelConfig) -> SequenceModel:
-    """The model for ``config``: the DSVAE, or a deterministic-dynamics baseline."""
-    return MODELS[config.dynamics](config)
+    """The model for ``config``: the DSVAE, or a deterministic-dynamics baseline. Its size
+    is checked first (:func:`~dsvae.model.size.check_model_size`)."""
+    model_class = MODELS[config.dynamics]
+    check_model_size(model_class, config)
+    return model_class(config)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from dsvae.config_files import from_dict, to_dict
 from dsvae.errors import ConfigError, ModelFileError
 from dsvae.model.dsvae import DSVAE
 from dsvae.model.registry import build_model
+from dsvae.text_files import Refusal, read_json
 
 FORMAT = "dsvae-model"
 FORMAT_VERSION = 1
@@ -55,10 +56,7 @@ def read_document(file: Path, format: str, key: str, what: str) -> dict[str, Any
 
     Raises :class:`ModelFileError` ("... is not a dsvae ``what`` config") otherwise.
     """
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelFileError(f"{file} is not valid JSON: {err}") from err
+    data = read_json(file, refuse=Refusal(ModelFileError))
     if not isinstance(data, dict) or data.get("format") != format or key not in data:
         raise ModelFileError(f"{file} is not a dsvae {what} config")
     return data
@@ -94,7 +92,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> DS
     on the device ``map_location``."""
     directory = resolve_model_dir(path)
     config = read_model_config(directory)
-    model = build_model(config)
+    try:
+        model = build_model(config)
+    except ConfigError as err:
+        raise ModelFileError(f"{directory / CONFIG_FILE}: {err}") from err
     load_weights(model, directory / WEIGHTS_FILE, map_location)
     return model.to(map_location).eval()
 
@@ -118,10 +119,41 @@ def load_weights(
         raise ModelFileError(
             f"{weights} is not a valid safetensors file ({err}); dsvae never loads pickled weights"
         ) from err
+    load_checked_state(module, state, str(weights), config_name)
+
+
+def load_checked_state(
+    module: torch.nn.Module, state: Mapping[str, Any], source: str, against: str
+) -> None:
+    """Load ``state`` into ``module`` once it is known to fit: the same tensor names (the
+    missing and the unexpected ones are named), the same shapes, finite values.
+
+    ``source`` names where the tensors come from and ``against`` the config that built
+    ``module``; a mismatch raises :class:`ModelFileError` naming both.
+    """
     expected = module.state_dict()
-    bad = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
-    missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()
-    if bad or missing or unexpected:
-        detail = bad[:3] or sorted(missing)[:3] or sorted(unexpected)[:3]
-        raise ModelFileError(f"{weights} does not match {config_name}: tensors {detail} differ")
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    if missing or unexpected:
+        parts = [f"lacks {_names(missing)}"] * bool(missing)
+        parts += [f"has {_names(unexpected)} that it does not know"] * bool(unexpected)
+        raise ModelFileError(f"{source} does not match {against}: it {' and '.join(parts)}")
+    bad = [k for k, v in state.items() if not _same_shape(v, expected[k])]
+    if bad:
+        raise ModelFileError(f"{source} does not match {against}: tensors {bad[:3]} differ")
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(
+                f"{source}: tensor {name} holds NaN or infinite values; the weights were saved "
+                "after training diverged, use an earlier checkpoint"
+            )
     module.load_state_dict(state)
+
+
+def _names(keys: list[str]) -> str:
+    shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+    return f"tensor{'s' * (len(keys) > 1)} {shown}"
+
+
+def _same_shape(value: Any, expected: torch.Tensor) -> bool:
+    return isinstance(value, torch.Tensor) and value.shape == expected.shape

@@ -1,8 +1,16 @@
-"""A CSV logger for run folders: fixed columns, appends across --resume."""
+"""A CSV logger for run folders: fixed columns, appends across --resume.
+
+``metrics.csv`` is read back on a resume (to drop the rows after the checkpoint) and at
+the end (the last value of each column). It is read whole by :func:`read_rows`, which
+refuses, in one line, a file that is not a regular file, that is larger than
+:data:`MAX_METRICS_BYTES`, that holds binary data (NUL bytes) or that the csv module
+cannot parse (a field of over 128 KiB).
+"""
 
 from __future__ import annotations
 
 import csv
+import os
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
@@ -11,6 +19,11 @@ from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from dsvae.atomic import atomic_path
+from dsvae.text_files import Refusal, read_bytes
+
+MAX_METRICS_BYTES = 1 << 30
+"""The largest metrics.csv read back (a row is about 200 bytes: 5 million logged steps)."""
+_MOVE_AWAY = "move it out of the run folder and resume again (a new log is started)"
 
 
 class RunCSVLogger(Logger):
@@ -63,17 +76,9 @@ class RunCSVLogger(Logger):
         """
         if not self.path.is_file():
             return
-        text = self.path.read_text(encoding="utf-8", errors="replace")
-        lines = text.splitlines(keepends=True)
-        if lines and not lines[-1].endswith("\n"):
-            lines = lines[:-1]
-        header = next(csv.reader(lines[:1]), [])
+        header, rows = read_rows(self.path, complete_lines=True)
         self.columns += [c for c in header if c not in self.columns]
-        rows = [
-            r
-            for r in csv.DictReader(lines)
-            if (r.get("step") or "").isdigit() and int(r["step"]) <= step
-        ]
+        rows = [r for r in rows if _step(r) is not None and _step(r) <= step]
         with atomic_path(self.path) as tmp:
             self._write(rows, mode="w", path=tmp)
 
@@ -92,9 +97,7 @@ class RunCSVLogger(Logger):
         if mode == "a" and path.is_file() and _header(path) not in (None, self.columns):
             # a resume with other columns (e.g. the probe turned on): rewrite under a header
             # that holds the old and the new columns, so that no value lands in another's
-            old = _header(path)
-            with open(path, newline="", encoding="utf-8") as fh:
-                kept = list(csv.DictReader(fh))
+            old, kept = read_rows(path)
             self.columns += [c for c in old if c not in self.columns]
             with atomic_path(path) as tmp:
                 self._write(kept + rows, mode="w", path=tmp)
@@ -117,20 +120,58 @@ def last_logged(path: str | Path) -> dict[str, float]:
     if not path.is_file():
         return {}
     last: dict[str, float] = {}
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-        for row in csv.DictReader(fh):
-            for key, value in row.items():
-                if key not in (None, "step", "epoch") and value:
-                    try:
-                        last[key] = float(value)
-                    except ValueError:
-                        continue
+    for row in read_rows(path)[1]:
+        for key, value in row.items():
+            if key not in (None, "step", "epoch") and isinstance(value, str) and value:
+                try:
+                    last[key] = float(value)
+                except ValueError:
+                    continue
     return last
 
 
+def read_rows(path: Path, complete_lines: bool = False) -> tuple[list[str], list[dict]]:
+    """The header and the rows of a metrics.csv (undecodable bytes replaced); with
+    ``complete_lines``, a last line without its newline (cut off by a kill) is dropped.
+    Raises DsvaeError, naming the file, for one that cannot be read as CSV."""
+    refuse = Refusal(hint=_MOVE_AWAY)
+    data = read_bytes(path, limit=MAX_METRICS_BYTES, refuse=refuse)
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise refuse(path, f"holds binary data (a NUL byte at offset {nul})")
+    lines = data.decode("utf-8", errors="replace").splitlines(keepends=True)
+    if complete_lines and lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+    try:
+        header = next(csv.reader(lines[:1]), [])
+        rows = list(csv.DictReader(lines))
+    except csv.Error as err:
+        raise refuse(path, f"cannot be read as CSV ({err})") from err
+    return header, rows
+
+
+def check_metrics_file(path: Path) -> None:
+    """Raise DsvaeError unless ``path`` is missing or a metrics.csv that a resume can read
+    back and append to (checked before a resume writes anything)."""
+    if os.path.lexists(path):
+        read_rows(path)
+
+
+def _step(row: dict) -> int | None:
+    """A row's step, if it is a count (18 digits at most: a step, not a hostile number)."""
+    text = row.get("step")
+    return int(text) if isinstance(text, str) and text.isdigit() and len(text) <= 18 else None
+
+
 def _header(path: Path) -> list[str] | None:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return next(csv.reader(fh), None)
+    """The header of the log being appended to (only its first line is read: this runs at
+    every save)."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        first = fh.readline(1 << 20)
+    try:
+        return next(csv.reader([first]), None)
+    except csv.Error:
+        return None
 
 
 def _scalar(value: Any) -> float:

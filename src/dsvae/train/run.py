@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -34,9 +35,10 @@ from dsvae.data import SequenceDataset
 from dsvae.errors import ConfigError, DataError, DsvaeError, TrainingInterrupted, write_error
 from dsvae.model import DSVAE, save_model
 from dsvae.model.objective import Objective
+from dsvae.text_files import Refusal, read_json, read_yaml
 from dsvae.train.callbacks import DisentanglementProbe, NonFiniteLossGuard, PicturesCallback
-from dsvae.train.checkpoints import AtomicCheckpointIO
-from dsvae.train.csv_log import RunCSVLogger, last_logged
+from dsvae.train.checkpoints import AtomicCheckpointIO, checkpoint_weights, inspect_checkpoint
+from dsvae.train.csv_log import RunCSVLogger, check_metrics_file, last_logged
 from dsvae.train.lifecycle import (
     LOCK_FILE,
     RunLock,
@@ -114,13 +116,9 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig, resume: bool) -> Ex
 
 
 def read_run_config(run_dir: Path) -> ExperimentConfig:
-    """The config a run folder was trained with (``config.yaml``, read with yaml.safe_load)."""
+    """The config a run folder was trained with (``config.yaml``, read by :func:`dsvae.text_files.read_yaml`)."""
     path = run_dir / CONFIG_FILE
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        detail = " ".join(str(err).split())
-        raise ConfigError(f"{path} cannot be read ({detail}); the run folder is damaged") from err
+    data = read_yaml(path, refuse=Refusal(ConfigError, hint="the run folder is damaged"))
     try:
         return from_dict(ExperimentConfig, data)
     except ConfigError as err:
@@ -261,6 +259,10 @@ def train(
     stopper = SignalCheckpoint(run_dir / "checkpoints" / LAST_CHECKPOINT)
     # Lightning's own options too (accelerator, devices, ...): building the Trainer writes nothing
     trainer = build_trainer(config, run_dir, [*(callbacks or []), stopper, clock])
+    ckpt = None
+    if resume:  # what a resume reads back is checked before anything is written
+        ckpt = resume_checkpoint(run_dir)
+        check_metrics_file(run_dir / "metrics.csv")
     lock = RunLock.acquire(run_dir) if zero else None  # a second trainer refuses here
     try:
         if zero:
@@ -271,7 +273,6 @@ def train(
                 raise
         pl.seed_everything(config.train.seed, workers=True, verbose=False)
         module = DSVAEModule(config, objective)
-        ckpt = resume_checkpoint(run_dir) if resume else None
         start = time.perf_counter()
         _fit(trainer, module, data, ckpt, stopper)
         wall = time.perf_counter() - start
@@ -344,27 +345,42 @@ def resume_checkpoint(run_dir: Path) -> Path:
     """The newest complete checkpoint of a run: ``last.ckpt``, or an ``epochNNNN.ckpt``
     written after it (a kill can come between the two writes of one save, even before the
     first ``last.ckpt``), or a ``last-vN.ckpt`` that older versions wrote when a run folder
-    had been copied."""
+    had been copied.
+
+    A ``last.ckpt`` that cannot be resumed from (unreadable, without the keys Lightning
+    needs, with NaN weights: :func:`~dsvae.train.checkpoints.inspect_checkpoint`) is
+    refused, naming the newest complete checkpoint beside it, if there is one.
+    """
+    check_resumable(run_dir)
     folder = run_dir / "checkpoints"
-    best, best_step = folder / LAST_CHECKPOINT, -1
-    if best.exists():
-        best_step = _checkpoint_step(best)
-        if best_step is None:
-            AtomicCheckpointIO().load_checkpoint(best)  # raises, saying why it cannot be read
-    for path in sorted([*folder.glob("epoch*.ckpt"), *folder.glob("last-v*.ckpt")]):
-        step = _checkpoint_step(path)
-        if step is not None and step > best_step:
-            best, best_step = path, step
-    return best
+    last = folder / LAST_CHECKPOINT
+    steps: dict[Path, int] = {}  # the checkpoints a resume can start from
+    problems: dict[Path, str] = {}
+    for path in [last, *sorted([*folder.glob("epoch*.ckpt"), *folder.glob("last-v*.ckpt")])]:
+        if not os.path.lexists(path):
+            continue
+        step, problem = inspect_checkpoint(path)
+        if problem is None:
+            steps[path] = step
+        else:
+            problems[path] = problem
+    if last in problems:
+        raise DsvaeError(f"checkpoint {last} {problems[last]}{_instead(steps)}")
+    if not steps:
+        path, problem = next(iter(problems.items()))
+        raise DsvaeError(f"no checkpoint of {run_dir} can be resumed from: {path} {problem}")
+    return max(steps, key=lambda p: (steps[p], p == last))  # last.ckpt among equals
 
 
-def _checkpoint_step(path: Path) -> int | None:
-    """The global step stored in a checkpoint, or None if it cannot be read safely."""
-    try:  # mmap: only the small pickle of metadata is read, not the tensors
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return int(state["global_step"])
-    except Exception:  # noqa: BLE001 - any failure means "not this one"
-        return None
+def _instead(steps: dict[Path, int]) -> str:
+    """Where else a resume could start: the newest of ``steps``, as a hint."""
+    if not steps:
+        return ""
+    path = max(steps, key=steps.get)
+    return (
+        f"; {path.name} beside it (step {steps[path]}) is complete: copy it over "
+        f"{LAST_CHECKPOINT} to resume from there"
+    )
 
 
 def _explain_non_finite(err: Exception, trainer: pl.Trainer) -> None:
@@ -415,30 +431,28 @@ def export_checkpoint(run_dir: str | Path, checkpoint: str = LAST_CHECKPOINT) ->
     the run's ``config.yaml``. Returns the model folder.
     """
     from dsvae.model import build_model
-    from dsvae.train.checkpoints import AtomicCheckpointIO
+    from dsvae.model.saved import load_checked_state
 
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / checkpoint
     if not (run_dir / CONFIG_FILE).is_file() or not path.is_file():
         raise DsvaeError(f"{run_dir} is not a run folder with checkpoints/{checkpoint}")
     config = read_run_config(run_dir)
-    state = AtomicCheckpointIO().load_checkpoint(path)["state_dict"]
-    model = build_model(config.model)
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    weights = checkpoint_weights(AtomicCheckpointIO().load_checkpoint(path), path)
+    try:
+        model = build_model(config.model)
+    except ConfigError as err:
+        raise ConfigError(f"{run_dir / CONFIG_FILE}: {err}") from err
+    state = {k.removeprefix("model."): v for k, v in weights.items()}
+    load_checked_state(model, state, f"checkpoint {path}", str(run_dir / CONFIG_FILE))
     return save_model(model.eval(), run_dir / "model")
 
 
 def training_length(run: str | Path) -> int | None:
     """T of the data a run folder was trained on, when its ``summary.json`` records it."""
-    import json
-
     summary = Path(run) / "summary.json"
     if not summary.is_file():
         return None
-    try:
-        length = json.loads(summary.read_text(encoding="utf-8")).get("sequence_length")
-    except (ValueError, AttributeError) as err:
-        raise DsvaeError(
-            f"{summary} is not valid JSON ({err}); pass --length, or delete the file"
-        ) from err
-    return length if isinstance(length, int) else None
+    data = read_json(summary, refuse=Refusal(hint="pass --length, or delete the file"))
+    length = data.get("sequence_length") if isinstance(data, dict) else None
+    return length if isinstance(length, int) and length > 0 else None
