@@ -292,7 +292,7 @@ def test_an_out_that_cannot_be_a_folder_is_one_line(command, bad, base, tmp_path
         ("train.devices=-3", r"train\.devices is -3.*use a number of devices >= 1"),
         ("train.strategy=bogus", r"train\.strategy is 'bogus'; choose one of auto, .*ddp"),
         ("train.precision='7'", r"train\.precision is '7'; choose one of auto, 32-true"),
-        ("train.precision=7", r"train\.precision must be of type str, got 7"),
+        ("train.precision=7", r"train\.precision is 7; choose one of auto, 32-true"),
     ],
 )
 def test_a_bad_lightning_option_writes_nothing(setting, pattern, base, tmp_path, capsys):

@@ -272,7 +272,7 @@ class TrainConfig:
     devices: int | str = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "auto"
+    precision: str | int = "auto"
     checkpoint_every_n_epochs: int = 1
     async_checkpoints: bool | None = None
     val_every_n_epochs: int = 1
