@@ -424,3 +424,10 @@ def test_a_metrics_csv_that_cannot_be_read_back_stops_a_resume(case, capsys, spo
         row = "1,0,\0\0" if spoil == "nul" else "1,0," + "7" * 200_000
         path.write_text(f"{header}\n{row}\n")
     refused(capsys, case, RESUME, expect)
+
+
+def test_a_summary_with_an_absurd_length_is_refused(case, capsys):
+    path = case / "run" / "summary.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "sequence_length": 10**12}))
+    refused(capsys, case, GENERATE, r"summary\.json says sequence_length 1000000000000, more "
+            "than 100,000; pass --length")  # fmt: skip

@@ -58,6 +58,8 @@ from dsvae.train.timing import StageClock, TimedCheckpointIO
 
 CONFIG_FILE = "config.yaml"
 LAST_CHECKPOINT = "last.ckpt"
+MAX_SEQUENCE_LENGTH = 100_000
+"""The longest T a run's summary.json may give ``dsvae generate`` (frames, not hours)."""
 
 
 class ProgressBar(TQDMProgressBar):
@@ -453,6 +455,11 @@ def training_length(run: str | Path) -> int | None:
     summary = Path(run) / "summary.json"
     if not summary.is_file():
         return None
-    data = read_json(summary, refuse=Refusal(hint="pass --length, or delete the file"))
+    refuse = Refusal(hint="pass --length, or delete the file")
+    data = read_json(summary, refuse=refuse)
     length = data.get("sequence_length") if isinstance(data, dict) else None
-    return length if isinstance(length, int) and length > 0 else None
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        return None
+    if length > MAX_SEQUENCE_LENGTH:
+        raise refuse(summary, f"says sequence_length {length}, more than {MAX_SEQUENCE_LENGTH:,}")
+    return length
