@@ -50,7 +50,7 @@ DEFAULT: tuple[str, ...] = (
     "ckpt/step-string/export",
     "metrics/header-only/resume", "metrics/ragged-rows/resume", "metrics/other-header/resume",
     "summary/head8/generate", "summary/dev-urandom/generate", "summary/length-string/generate",
-    "summary/length-negative/generate", "summary/metrics-list/generate",
+    "summary/length-negative/generate", "summary/metrics-list/generate", "summary/top-list/generate",
     # hostile files refused since the read-side checks: one per class (docs/robustness.md)
     "labels/fifo/train", "meta/dev-zero/reconstruct", "meta/deep/train",
     "meta/shape-null/reconstruct", "config/not-utf8/train", "config/huge-int/train",

@@ -457,7 +457,9 @@ def training_length(run: str | Path) -> int | None:
         return None
     refuse = Refusal(hint="pass --length, or delete the file")
     data = read_json(summary, refuse=refuse)
-    length = data.get("sequence_length") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise refuse(summary, f"holds {type(data).__name__}, not an object with the run's summary")
+    length = data.get("sequence_length")
     if not isinstance(length, int) or isinstance(length, bool) or length < 1:
         return None
     if length > MAX_SEQUENCE_LENGTH:
