@@ -431,3 +431,35 @@ def test_a_summary_with_an_absurd_length_is_refused(case, capsys):
     path.write_text(json.dumps({**json.loads(path.read_text()), "sequence_length": 10**12}))
     refused(capsys, case, GENERATE, r"summary\.json says sequence_length 1000000000000, more "
             "than 100,000; pass --length")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 8 GB."),
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    ],
+    ids=["cpu", "gpu"],
+)
+def test_an_allocation_that_fails_is_one_line(error, tmp_path, capsys, monkeypatch):
+    import dsvae.cli.train as cli_train
+
+    def fails(args):
+        raise error
+
+    monkeypatch.setattr(cli_train, "cmd_export", fails)  # the parser is built per call
+    assert main(["export", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dsvae export: error: not enough memory (")
+    assert err[0].endswith("ask for smaller sizes")
+
+
+def test_a_runtime_error_that_is_not_memory_keeps_its_traceback(tmp_path, monkeypatch):
+    import dsvae.cli.train as cli_train
+
+    def fails(args):
+        raise RuntimeError("shape mismatch in a layer")
+
+    monkeypatch.setattr(cli_train, "cmd_export", fails)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        main(["export", str(tmp_path / "run")])

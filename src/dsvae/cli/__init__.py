@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as err:
         print(f"dsvae {args.command}: {_one_line(err)}", file=sys.stderr)
         return 128 + err.signum
-    except (DsvaeError, MemoryError, OSError) as err:
+    except (DsvaeError, MemoryError, OSError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and not out_of_memory(err):
+            raise  # a defect, not the user's input: keep its traceback
         remove_dirs(made_for_out)  # a failed command leaves no empty folder it made for --out
         if args.debug:
             raise
@@ -84,11 +86,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is torch failing to allocate (on the CPU or on a GPU)."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and (
+        "DefaultCPUAllocator" in text or "not enough memory" in text or "out of memory" in text
+    )
+
+
 def _one_line(err: BaseException) -> str:
     """The error's message on one line (YAML and torch messages span several)."""
     if isinstance(err, OSError) and err.errno is not None:  # one the library did not word
         return " ".join(os_error_line(err).split())
     text = " ".join(str(err).split())
-    if isinstance(err, MemoryError):
+    if isinstance(err, MemoryError) or out_of_memory(err):
         return f"not enough memory ({text or 'allocation failed'}); ask for smaller sizes"
     return text
