@@ -112,13 +112,14 @@ def train_once(cfg_path: str, overrides: list[str], data: Path, out: Path) -> di
     cfg = load_config(cfg_path, overrides)
     train(cfg, data, out)
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    epochs = max(summary["epochs"], 1e-9) if summary["epochs"] else None
+    # an epoch's worth of this run's time: validation and checkpoints come once per epoch
+    epochs = summary["global_step"] / summary["steps_per_epoch"]
     return {
         "sequences_per_s": summary["sequences_per_s"],
         "steps": summary["global_step"],
         "epochs": summary["epochs"],
         "time_s": summary["time_s"],
-        "seconds_per_epoch": summary["time_s"]["total"] / epochs if epochs else None,
+        "seconds_per_epoch": summary["time_s"]["total"] / epochs,
     }
 
 
@@ -181,6 +182,7 @@ def main(argv=None) -> dict:
                 print(
                     f"round {r} {name}: {runs[name][-1]['sequences_per_s']:.1f} seq/s", flush=True
                 )
+        steps.append(step_rate(cfg, frames, args, device))  # and once after the last round
         step = statistics.median(steps)
         report = {
             "machine": machine(device),

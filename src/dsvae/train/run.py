@@ -334,6 +334,7 @@ def _finish(
         # this process: where its time went, and its sequences per second from start to end
         "time_s": clock.report(),
         "sequences_per_s": round(clock.rate(), 2),
+        "steps_per_epoch": int(trainer.num_training_batches),
         "metrics": metrics,
         "resumed": resume,
         "sequence_length": data.dataset.length,
