@@ -146,7 +146,7 @@ def test_still_valid_tells_parsable_from_broken(good: Path):
         "frames/fortran-order/train": {0, 2},  # a valid array: may be used
         "frames/half/train": {2},
         "labels/missing/train": {0, 2},  # labels are optional
-        "ckpt/missing/resume": {2},
+        "ckpt/missing/resume": {0, 2},  # resumes from the newest epoch checkpoint
         "config/top-null/train": {0, 2},  # an empty YAML config means the defaults
         "run-config/top-null/export": {2},
         "model-config/dev-null/generate": {2},  # empty, like a 0-byte file

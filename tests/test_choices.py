@@ -51,6 +51,7 @@ def test_every_literal_field_is_a_named_choice():
         "train.contrast_augment",
         "train.static_contrast_augment",
         "train.contrast_loss",
+        "train.compile_mode",
     }
     shared = {getattr(choices, n) for n in dir(choices) if not n.startswith("_")}
     assert all(tp in shared for tp in fields.values())  # defined in dsvae.choices only
