@@ -13,6 +13,7 @@ import torch
 
 from dsvae.augment import (
     ChannelPermutation,
+    ColourDistortion,
     FrameShuffle,
     PitchShift,
     build_augmentation,
@@ -256,3 +257,26 @@ def test_pitch_shift_moves_the_pitch_of_real_speech(clip):
         shifted = shift(x, factor=torch.tensor([factor]))[0].numpy() * std + mean
         ratio = median_f0(griffin_lim(shifted, cfg, n_iter=60), rate) / base
         assert ratio == pytest.approx(factor, rel=0.1), (clip, factor, ratio)
+
+
+def test_colour_distortion_changes_brightness_per_sequence_and_keeps_the_motion():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 4, 3, 5, 5, generator=g)
+    y = ColourDistortion(0.5)(x, torch.Generator().manual_seed(1))
+    assert torch.equal(y, ColourDistortion(0.5)(x, torch.Generator().manual_seed(1)))
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    permuted = ChannelPermutation()(x, torch.Generator().manual_seed(1))
+    for b in range(6):
+        for c in range(3):
+            # one affine map per sequence and channel, the same at every frame
+            src, dst = permuted[b, :, c].flatten(), y[b, :, c].flatten()
+            inside = (dst > 0) & (dst < 1)
+            slope, intercept = np.polyfit(src[inside].numpy(), dst[inside].numpy(), 1)
+            assert 0.5 - 1e-4 <= slope <= 1.5 + 1e-4 and -0.25 - 1e-4 <= intercept <= 0.25 + 1e-4
+            assert torch.allclose(src[inside] * slope + intercept, dst[inside], atol=1e-4)
+    # the brightness of the sequences changes, which a permutation alone never does
+    assert not torch.allclose(y.mean(dim=(1, 2, 3, 4)), x.mean(dim=(1, 2, 3, 4)), atol=1e-3)
+    assert torch.allclose(permuted.mean(dim=(1, 2, 3, 4)), x.mean(dim=(1, 2, 3, 4)), atol=1e-6)
+    assert isinstance(build_augmentation("colour", (3, 8, 8), {}), ColourDistortion)
+    with pytest.raises(ConfigError, match="contrast_augment=colour needs RGB frames"):
+        build_augmentation("colour", (1, 8, 8), {})

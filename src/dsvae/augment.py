@@ -10,6 +10,9 @@ ignore it and f has to explain it:
   one random factor per sequence and keeps the spectral envelope (what is said).
 * :class:`ChannelPermutation`, for RGB video: permutes the colour channels, one random
   permutation per sequence (the colours of a character, not its motion).
+* :class:`ColourDistortion`, for RGB video: the channel permutation, then a random gain
+  and offset per channel, so that brightness and contrast change too (a permutation
+  keeps each pixel's brightness, and colours such as skin tones differ mostly in it).
 
 The static posterior gets the mirror image of that idea: E_q[f] of a sequence and of a copy
 that keeps the content and loses the dynamics should match (``train.static_contrast_weight``):
@@ -125,6 +128,25 @@ class ChannelPermutation:
         return x.gather(2, index)
 
 
+class ColourDistortion:
+    """A :class:`ChannelPermutation`, then ``x * gain + offset`` clipped to [0, 1], with
+    one gain in [1 - ``strength``, 1 + ``strength``] and one offset in
+    [-``strength`` / 2, ``strength`` / 2] per channel and sequence (the same for all frames)."""
+
+    def __init__(self, strength: float = 0.5) -> None:
+        self.strength = strength
+        self.permute = ChannelPermutation()
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        out = self.permute(x, generator)
+        b, c = x.shape[0], x.shape[2]
+        device = x.device if generator is None else generator.device
+        u = torch.rand(2, b, 1, c, 1, 1, generator=generator, device=device).to(x.device)
+        gain = 1 + self.strength * (2 * u[0] - 1)
+        offset = self.strength * (u[1] - 0.5)
+        return (out * gain + offset).clamp(0.0, 1.0)
+
+
 class FrameShuffle:
     """Permutes the T frames of each sequence (one random order per sequence); ``mirror``
     also flips every (C, H, W) frame along its width."""
@@ -177,12 +199,13 @@ def build_augmentation(
                 "train.contrast_weight=0, or pass data of one of those kinds"
             )
         name = "pitch" if is_speech else "channels"
-    if name == "channels":
+    if name in ("channels", "colour"):
         if not is_rgb:
             raise ConfigError(
-                f"channel permutation needs RGB frames, got frame shape {tuple(frame_shape)}"
+                f"train.contrast_augment={name} needs RGB frames, got frame shape "
+                f"{tuple(frame_shape)}"
             )
-        return ChannelPermutation()
+        return ChannelPermutation() if name == "channels" else ColourDistortion()
     if not is_speech:
         raise ConfigError(
             "the pitch shift needs a speech data set built by `dsvae data speech` "

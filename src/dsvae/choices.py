@@ -29,7 +29,7 @@ LikelihoodScale = Literal["fixed", "learned"]
 """``model.likelihood.scale``: how a Gaussian p(x_t | z_t, f) gets its scale."""
 MeanActivation = Literal["sigmoid", "none"]
 """``model.likelihood.mean_activation``: the map from decoder output to a Gaussian mean."""
-ContrastAugment = Literal["auto", "pitch", "channels"]
+ContrastAugment = Literal["auto", "pitch", "channels", "colour"]
 """``train.contrast_augment`` (the augmentations are in :mod:`dsvae.augment`)."""
 StaticAugment = Literal["shuffle", "mirror-shuffle"]
 """``train.static_contrast_augment`` (see :class:`dsvae.augment.FrameShuffle`)."""

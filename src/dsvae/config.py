@@ -209,7 +209,8 @@ class TrainConfig:
     :mod:`dsvae.model.information`); 0 is the paper's objective. ``contrast_weight`` > 0
     adds that multiple of a contrastive loss between E_q[z_1:T] of each sequence and of an
     augmented copy (``contrast_augment``: ``pitch`` shifts speech spectra by up to
-    ``pitch_max_factor``, ``channels`` permutes RGB channels, ``auto`` picks by the
+    ``pitch_max_factor``, ``channels`` permutes RGB channels, ``colour`` also changes
+    their gain and offset (brightness, contrast), ``auto`` picks by the
     data; C-DSVAE's idea), with cosine similarities over ``contrast_temperature``.
     ``static_contrast_weight`` > 0 adds the same loss between E_q[f] of each sequence and
     of a copy that keeps its content and loses its dynamics (``static_contrast_augment``:
