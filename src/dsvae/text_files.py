@@ -220,9 +220,14 @@ def read_json(
     path: str | os.PathLike, *, limit: int = MAX_TEXT_BYTES, refuse: Refusal = PLAIN
 ) -> Any:
     """The JSON value in the file ``path``, read within the module's limits."""
+    return _read_parsed(path, parse_json, limit, refuse)
+
+
+def _read_parsed(path: str | os.PathLike, parse, limit: int, refuse: Refusal) -> Any:
+    """``parse`` of the text of ``path``; its ValueError becomes ``refuse``'s one line."""
     text = read_text(path, limit=limit, refuse=refuse)
     try:
-        return parse_json(text)
+        return parse(text)
     except ValueError as err:
         raise refuse(Path(path), str(err)) from err
 
@@ -321,8 +326,4 @@ def read_yaml(
     path: str | os.PathLike, *, limit: int = MAX_TEXT_BYTES, refuse: Refusal = PLAIN
 ) -> Any:
     """The YAML value in the file ``path``, read within the module's limits."""
-    text = read_text(path, limit=limit, refuse=refuse)
-    try:
-        return parse_yaml(text)
-    except ValueError as err:
-        raise refuse(Path(path), str(err)) from err
+    return _read_parsed(path, parse_yaml, limit, refuse)

@@ -14,11 +14,20 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from dsvae.atomic import fsync_path
+from dsvae.atomic import fsync_path, make_dirs
 from dsvae.errors import DataError, WriteError, write_error
 
 FRAMES_FILE = "frames.npy"
 """The file that marks a data set folder (see :mod:`dsvae.data.storage`)."""
+
+
+def make_parents(out_dir: Path) -> list[Path]:
+    """Create the folders above ``out_dir``; return those created (to remove on failure).
+    A write fault is one line naming ``out_dir``."""
+    try:
+        return make_dirs(out_dir.parent)
+    except OSError as err:
+        raise write_error(err, out_dir) from err
 
 
 def make_sibling(out_dir: Path, kind: str) -> Path:

@@ -38,16 +38,17 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from dsvae.atomic import make_dirs, remove_dirs
+from dsvae.atomic import remove_dirs
 from dsvae.data.folders import (
     FRAMES_FILE,
     check_target,
     commit_folder,
+    make_parents,
     make_sibling,
     naming_target,
 )
 from dsvae.data.storage import DatasetWriter
-from dsvae.errors import DataError, write_error
+from dsvae.errors import DataError
 from dsvae.text_files import Refusal, read_json
 
 ATTRIBUTES = ("skin", "pants", "tops", "hair")
@@ -317,10 +318,7 @@ def build_sprites(
     check_target(out_dir, overwrite, _MARKERS, "Sprites data set")
     ids = _split_ids(sheets, characters)
     slot = {c: (split, i) for split, split_ids in ids.items() for i, c in enumerate(split_ids)}
-    try:
-        created = make_dirs(out_dir.parent)
-    except OSError as err:
-        raise write_error(err, out_dir) from err
+    created = make_parents(out_dir)
     staging = None
     try:
         staging = make_sibling(out_dir, "tmp")

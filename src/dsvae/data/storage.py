@@ -31,7 +31,6 @@ from dsvae.atomic import (
     atomic_write_json,
     check_free_space,
     fsync_path,
-    make_dirs,
     preallocate,
     remove_dirs,
 )
@@ -39,6 +38,7 @@ from dsvae.data.folders import (
     FRAMES_FILE,
     check_target,
     commit_folder,
+    make_parents,
     make_sibling,
     naming_target,
 )
@@ -133,10 +133,7 @@ class DatasetWriter:
         check_target(self.out_dir, overwrite)
         nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
         check_free_space(self.out_dir, nbytes, f"{FRAMES_FILE} of shape {self.shape}")
-        try:
-            self._created = make_dirs(self.out_dir.parent)
-        except OSError as err:
-            raise write_error(err, self.out_dir) from err
+        self._created = make_parents(self.out_dir)
         self.tmp_dir: Path | None = None
         self._written = np.zeros(self.shape[0], dtype=bool)
         try:

@@ -30,11 +30,12 @@ import numpy as np
 from PIL import Image, ImageSequence
 from tqdm import tqdm
 
-from dsvae.atomic import atomic_save_npz, atomic_write_json, fsync_path, make_dirs, remove_dirs
+from dsvae.atomic import atomic_save_npz, atomic_write_json, fsync_path, remove_dirs
 from dsvae.data.folders import (
     FRAMES_FILE,
     check_target,
     commit_folder,
+    make_parents,
     make_sibling,
     naming_target,
 )
@@ -302,10 +303,7 @@ def import_videos(
     sources = find_sources(root)
     check_target(out_dir, overwrite)
     args = (length, size, stride, channels)
-    try:
-        created = make_dirs(out_dir.parent)
-    except OSError as err:
-        raise write_error(err, out_dir) from err
+    created = make_parents(out_dir)
     tmp_dir = None
     try:
         tmp_dir = make_sibling(out_dir, "tmp")
