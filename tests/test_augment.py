@@ -243,8 +243,7 @@ def test_pitch_shift_moves_the_pitch_of_real_speech(clip):
     pytest.importorskip(
         "librosa", reason="speech needs the audio extra: pip install 'dsvae[audio]'"
     )
-    from dsvae.audio import SpectrogramConfig, griffin_lim, log_spectrogram, read_audio
-    from dsvae.eval.conversion import median_f0
+    from dsvae.audio import SpectrogramConfig, griffin_lim, log_spectrogram, median_f0, read_audio
 
     cfg = SpectrogramConfig.for_rate(8000)
     audio, rate = read_audio(SHARED / clip, 8000)

@@ -112,7 +112,7 @@ def test_relative_spectra_convert_at_the_source_level(tmp_path):
 
 
 def test_median_f0_finds_the_pitch_of_a_tone():
-    from dsvae.eval.conversion import median_f0
+    from dsvae.audio import median_f0
 
     assert median_f0(tone(PITCH["dave"], 0.5), 8000) == pytest.approx(150.0, rel=0.03)
     assert median_f0(tone(PITCH["alice"], 0.5), 8000) == pytest.approx(220.0, rel=0.03)

@@ -347,6 +347,14 @@ def griffin_lim(
     return audio.numpy().astype(np.float32)
 
 
+def median_f0(audio: np.ndarray, rate: int) -> float:
+    """Median f0 in Hz over the voiced frames (pyin, 60-400 Hz); NaN if none is voiced."""
+    librosa = require("librosa")
+    f0, voiced, _ = librosa.pyin(audio, fmin=60, fmax=400, sr=rate, frame_length=1024)
+    f0 = f0[voiced & np.isfinite(f0)]
+    return float(np.median(f0)) if f0.size else float("nan")
+
+
 def match_level(audio: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """``audio`` scaled to the RMS level of ``reference`` (silent audio is returned as is)."""
     audio = np.asarray(audio, np.float32)

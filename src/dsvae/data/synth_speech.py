@@ -270,8 +270,7 @@ def plan_takes(spec: SynthSpec) -> list[_Take]:
 
 def _render(job: tuple[_Take, str]) -> float:
     """Synthesise one take into ``path``; return its median f0 (Hz, NaN if unvoiced)."""
-    from dsvae.audio import write_wav
-    from dsvae.eval.conversion import median_f0
+    from dsvae.audio import median_f0, write_wav
 
     take, path = job
     audio = speak(take.word, take.voice.variant, take.pitch_used, take.speed_used)

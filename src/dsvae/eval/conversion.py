@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dsvae.audio import require
+from dsvae.audio import median_f0
 from dsvae.convert import SpeechModel, convert_pair, spectrogram_figure
 from dsvae.data import SequenceDataset, model_frames
 from dsvae.data.speech import allison_utterances, fsdd_utterances
@@ -76,14 +76,6 @@ def predict_digit(clf: DigitClassifier, segments: np.ndarray) -> int:
     """The utterance's digit: log-probabilities summed over its segments."""
     logp = torch.log_softmax(clf(torch.from_numpy(segments)), -1).sum(0)
     return int(logp.argmax())
-
-
-def median_f0(audio: np.ndarray, rate: int) -> float:
-    """Median f0 in Hz over the voiced frames (pyin, 60-400 Hz); NaN if none is voiced."""
-    librosa = require("librosa")
-    f0, voiced, _ = librosa.pyin(audio, fmin=60, fmax=400, sr=rate, frame_length=1024)
-    f0 = f0[voiced & np.isfinite(f0)]
-    return float(np.median(f0)) if f0.size else float("nan")
 
 
 def measure_pair(
