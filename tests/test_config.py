@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -375,3 +376,18 @@ def test_validate_frame_shape_errors(frames, shape, fragment) -> None:
 def test_validate_frame_shape_accepts(frames, shape) -> None:
     cfg = ModelConfig(frames=frames, frame_shape=tuple(shape))
     assert cfg.frame_shape == shape  # stored as a list
+
+
+def test_a_bad_value_names_the_config_file_or_the_override(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr: abc\n")
+    with pytest.raises(
+        ConfigError, match=rf"^config file {re.escape(str(bad))}: train\.lr must be"
+    ):
+        load_config(bad)
+    with pytest.raises(ConfigError, match=r"^--set: train\.lr must be of type float, got 'abc'"):
+        load_config("quickstart", ["train.lr=abc"])
+    good = tmp_path / "good.yaml"
+    good.write_text("train:\n  lr: 0.001\n")
+    with pytest.raises(ConfigError, match=r"^--set: train\.batch_size"):
+        load_config(good, ["train.batch_size=0"])

@@ -360,6 +360,20 @@ def load_config(
     """
     from dsvae.configs import config_path
 
-    data = read_yaml(config_path(path)) if path is not None else {}
-    data = apply_overrides(data, overrides or [])
-    return from_dict(ExperimentConfig, data)
+    file = config_path(path) if path is not None else None
+    data = read_yaml(file) if file is not None else {}
+    try:
+        return from_dict(ExperimentConfig, apply_overrides(data, overrides or []))
+    except ConfigError as err:
+        raise ConfigError(f"{_culprit(file, data, overrides)}{err}") from err
+
+
+def _culprit(file: Path | None, data: dict, overrides: list[str] | None) -> str:
+    """Where a bad value came from: the config file (when it is bad alone) or the overrides."""
+    if file is None:
+        return "--set: " if overrides else ""
+    try:
+        from_dict(ExperimentConfig, data)
+    except ConfigError:
+        return f"config file {file}: "
+    return "--set: " if overrides else ""
