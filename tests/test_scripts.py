@@ -49,15 +49,20 @@ def test_gpu_scripts_refuse_to_start_without_an_output_folder(script, tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
-def test_sprites_cpu_script_refuses_a_missing_sheets_folder(tmp_path):
-    env = dict(os.environ, SHEETS=str(tmp_path / "no-sheets"), DSVAE="false")
-    done = subprocess.run(
+def _sprites_cpu(cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
         ["bash", str(SCRIPTS[0].parent / "sprites_cpu.sh")],
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
+    )
+
+
+def test_sprites_cpu_script_refuses_a_missing_sheets_folder(tmp_path):
+    done = _sprites_cpu(
+        tmp_path, dict(os.environ, SHEETS=str(tmp_path / "no-sheets"), DSVAE="false")
     )
     assert done.returncode == 2
     assert "no sheets folder" in done.stderr and "set SHEETS" in done.stderr
@@ -97,14 +102,7 @@ def _fake_chain(tmp_path, **env_extra):
         CALLS=str(calls),
         **env_extra,
     )
-    done = subprocess.run(
-        ["bash", str(SCRIPTS[0].parent / "sprites_cpu.sh")],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _sprites_cpu(tmp_path, env)
     lines = calls.read_text().splitlines() if calls.exists() else []
     return done, lines
 
