@@ -4,7 +4,9 @@ One process, one run: for each config, the naive step (benchmarks/naive.py) and
 ours train the same network on the same batches, in alternating rounds, so a
 noisy machine slows both alike and the ratio stays meaningful. Then inference
 (encode + feature swap of N sequences) and prior sampling (f ~ p(f),
-z_1:T ~ p(z_1:T), decoded), ours against the naive way.
+z_1:T ~ p(z_1:T), decoded), ours against the naive way; with --fold-bn also ours
+on a copy of the model with its batch norms folded into the convolutions
+(dsvae.model.fold.fold_batch_norm), timed in the same rounds.
 
     python benchmarks/bench.py --configs sprites-cpu --batch 32 --json out/cpu.json --markdown out/cpu.md
     python benchmarks/bench.py --configs sprites --batch 128 --device cuda --json out/h100.json
@@ -37,6 +39,7 @@ from dsvae import ops  # noqa: E402
 from dsvae.config import load_config  # noqa: E402
 from dsvae.data import prepare_frames  # noqa: E402
 from dsvae.model import build_model  # noqa: E402
+from dsvae.model.fold import fold_batch_norm  # noqa: E402
 
 SHAPES = {"sprites": [3, 64, 64], "sprites-cpu": [3, 64, 64], "quickstart": [1, 32, 32]}
 LENGTHS = {"sprites": 8, "sprites-cpu": 8}
@@ -171,7 +174,8 @@ def bench_training(cfg, args, device, data: np.ndarray) -> dict:
 
 @torch.no_grad()
 def bench_inference(cfg, args, device, data: np.ndarray) -> dict:
-    """Encode + swap every sequence (pairs within a batch) and prior sampling, both ways."""
+    """Encode + swap every sequence (pairs within a batch) and prior sampling, both ways
+    (and ours with folded batch norm under --fold-bn)."""
     torch.manual_seed(0)
     model = build_model(cfg.model).to(device).eval()
     channels_last = args.channels_last and len(cfg.model.frame_shape) == 3
@@ -188,11 +192,11 @@ def bench_inference(cfg, args, device, data: np.ndarray) -> dict:
             x = host_frames(source[s : s + b]).to(device)
             ops.swap(model, x[: b // 2], x[b // 2 : 2 * (b // 2)])
 
-    def swap_ours() -> None:
+    def swap_ours(net) -> None:
         with autocast():
             for s in range(0, n, b):
                 x = prepare_frames(on_device[s : s + b], channels_last)
-                ops.swap(model, x[: b // 2], x[b // 2 : 2 * (b // 2)])
+                ops.swap(net, x[: b // 2], x[b // 2 : 2 * (b // 2)])
 
     def sample_naive() -> None:
         prior = NaiveStep(model, 1e-3, device).prior
@@ -208,32 +212,40 @@ def bench_inference(cfg, args, device, data: np.ndarray) -> dict:
                 zs.append(z_prev)
             ops.decode(model, torch.stack(zs, 1), model.sample_f(b))
 
-    def sample_ours() -> None:
+    def sample_ours(net) -> None:
         with autocast():
             for _ in range(0, n, b):
-                ops.generate(model, b, length)
+                ops.generate(net, b, length)
 
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    folded = fold_batch_norm(model) if args.fold_bn else None
     results = {}
     for name, naive_fn, ours_fn in (
         ("swap", swap_naive, swap_ours),
         ("prior_sampling", sample_naive, sample_ours),
     ):
-        naive_fn(), ours_fn()  # warm-up
-        times = {"naive": [], "ours": []}
-        for r in range(args.rounds):
-            order = [("naive", naive_fn), ("ours", ours_fn)]
-            for key, fn in order if r % 2 == 0 else order[::-1]:
+        variants = [("naive", naive_fn), ("ours", lambda fn=ours_fn: fn(model))]
+        if folded is not None:
+            variants.append(("folded_bn", lambda fn=ours_fn: fn(folded)))
+        for _key, fn in variants:  # warm-up
+            fn()
+        times = {key: [] for key, _fn in variants}
+        for r in range(args.rounds):  # each round starts with the next variant
+            shift = r % len(variants)
+            for key, fn in variants[shift:] + variants[:shift]:
                 times[key].append(timed(lambda _i, fn=fn: fn(), 1, device))
-        naive_rate = n / statistics.median(times["naive"])
-        ours_rate = n / statistics.median(times["ours"])
+        rates = {key: n / statistics.median(t) for key, t in times.items()}
         results[name] = {
             "sequences": n,
-            "naive_seq_per_s": naive_rate,
-            "ours_seq_per_s": ours_rate,
-            "ratio": ours_rate / naive_rate,
+            "naive_seq_per_s": rates["naive"],
+            "ours_seq_per_s": rates["ours"],
+            "ratio": rates["ours"] / rates["naive"],
+            "seconds": times,
         }
+        if folded is not None:
+            results[name]["folded_bn_seq_per_s"] = rates["folded_bn"]
+            results[name]["folded_bn_over_ours"] = rates["folded_bn"] / rates["ours"]
     return results
 
 
@@ -281,6 +293,13 @@ def markdown(report: dict) -> str:
                 f"{report['settings']['infer_batch']} | {i['naive_seq_per_s']:.1f} | "
                 f"{i['ours_seq_per_s']:.1f} | {i['ratio']:.2f}x | | |"
             )
+            if "folded_bn_seq_per_s" in i:
+                lines.append(
+                    f"| {name} | {work.replace('_', ' ')}, folded BN ({i['sequences']} seq; "
+                    f"{i['folded_bn_over_ours']:.2f}x ours) | {report['settings']['infer_batch']} "
+                    f"| {i['naive_seq_per_s']:.1f} | {i['folded_bn_seq_per_s']:.1f} "
+                    f"| {i['folded_bn_seq_per_s'] / i['naive_seq_per_s']:.2f}x | | |"
+                )
     return "\n".join(lines)
 
 
@@ -295,6 +314,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--infer-sequences", type=int, default=2664)
     p.add_argument("--infer-batch", type=int, default=256)
     p.add_argument("--no-inference", action="store_true")
+    p.add_argument(
+        "--fold-bn",
+        action="store_true",
+        help="also time inference with batch norm folded into the convolutions",
+    )
     p.add_argument(
         "--bf16",
         action=argparse.BooleanOptionalAction,
@@ -362,6 +386,7 @@ def main(argv=None) -> dict:
         )  # fmt: skip
     }
     settings["infer_batch"] = args.infer_batch
+    settings["fold_bn"] = args.fold_bn
     report = {"machine": machine(device), "settings": settings, "configs": {}}
     for name in args.configs:
         shape = SHAPES.get(name)

@@ -70,6 +70,7 @@ def test_benchmark_report(tmp_path):
             "8",
             "--infer-batch",
             "4",
+            "--fold-bn",
             "--json",
             str(tmp_path / "r.json"),
             "--markdown",
@@ -85,9 +86,16 @@ def test_benchmark_report(tmp_path):
         training["ours_seq_per_s"] / training["naive_seq_per_s"]
     )
     assert len(training["rounds"]["ours"]) == 2
-    assert set(report["configs"]["quickstart"]["inference"]) == {"swap", "prior_sampling"}
+    inference = report["configs"]["quickstart"]["inference"]
+    assert set(inference) == {"swap", "prior_sampling"}
+    swap = inference["swap"]
+    assert swap["folded_bn_over_ours"] == pytest.approx(
+        swap["folded_bn_seq_per_s"] / swap["ours_seq_per_s"]
+    )
+    assert [len(swap["seconds"][k]) for k in ("naive", "ours", "folded_bn")] == [2, 2, 2]
     table = (tmp_path / "r.md").read_text()
     assert "| quickstart | training step (" in table
+    assert "| quickstart | swap, folded BN (8 seq; " in table
     assert training["gflop_per_sequence"] > 0 and training["fraction_of_peak"] is None
 
 

@@ -19,6 +19,7 @@ from dsvae.errors import ConfigError
 from dsvae.model.frames import FRAME_NETWORKS, NORMS
 from dsvae.model.posteriors import DYNAMICS_POSTERIORS
 from dsvae.model.registry import MODELS, build_model
+from dsvae.train.schedule import DECAYS
 
 CONFIGS = {
     "model": ModelConfig,
@@ -52,6 +53,8 @@ def test_every_literal_field_is_a_named_choice():
         "train.static_contrast_augment",
         "train.contrast_loss",
         "train.compile_mode",
+        "train.lr_schedule",
+        "train.lr_scaling",
     }
     shared = {getattr(choices, n) for n in dir(choices) if not n.startswith("_")}
     assert all(tp in shared for tp in fields.values())  # defined in dsvae.choices only
@@ -64,6 +67,7 @@ def test_every_literal_field_is_a_named_choice():
         (DYNAMICS_POSTERIORS, "model.posterior"),
         (FRAME_NETWORKS, "model.frames.kind"),
         (NORMS, "model.frames.norm"),
+        (DECAYS, "train.lr_schedule"),
     ],
 )
 def test_registries_hold_exactly_the_valid_names(registry, key):

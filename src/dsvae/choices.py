@@ -39,6 +39,11 @@ copy (:func:`dsvae.model.information.info_nce` or :func:`~dsvae.model.informatio
 CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
 """``train.compile_mode``: the ``torch.compile`` mode when ``train.torch_compile`` is on
 (``reduce-overhead`` captures the step in CUDA graphs on a GPU)."""
+LrSchedule = Literal["constant", "cosine"]
+"""``train.lr_schedule``: the learning rate after the warm-up (:mod:`dsvae.train.schedule`)."""
+LrScaling = Literal["sqrt", "linear"]
+"""``train.lr_scaling``: how the learning rate grows with the global batch when
+``train.lr_reference_batch`` is set."""
 
 
 def names(choice: Any) -> tuple[str, ...]:

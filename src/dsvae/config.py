@@ -22,6 +22,8 @@ from dsvae.choices import (
     FrameNorm,
     LikelihoodKind,
     LikelihoodScale,
+    LrScaling,
+    LrSchedule,
     MeanActivation,
     Posterior,
     StaticAugment,
@@ -230,6 +232,17 @@ class TrainConfig:
     Validation runs every ``val_every_n_epochs`` epochs, on the first ``val_max_batches``
     batches of the (unshuffled, so always the same) validation split (``None``: all of it).
 
+    The learning rate (see :mod:`dsvae.train.schedule` and docs/performance.md): with
+    ``lr_reference_batch`` set, ``lr`` is the rate for a global batch (``batch_size`` ×
+    processes) of that size and is scaled to the run's global batch, by the square root
+    of the ratio (``lr_scaling: sqrt``, the rule that keeps Adam's update noise the same)
+    or by the ratio (``linear``, SGD's rule); ``None`` uses ``lr`` as it is. It then
+    rises linearly over the first ``lr_warmup_steps`` optimiser steps, from 1/N of that
+    rate to all of it, and stays there (``lr_schedule: constant``) or follows a cosine
+    down to ``lr_min_factor`` × the rate at the run's last step (``cosine``; the last step
+    is the earlier of ``max_steps`` and ``max_epochs`` × the steps per epoch: a run that
+    ``max_time_minutes`` stops first ends before its rate is down).
+
     ``pictures_every_n_epochs`` > 0 draws reconstructions and samples into the run
     folder's ``pictures/`` while training; 0 turns it off.
 
@@ -250,6 +263,11 @@ class TrainConfig:
     seed: int = 0
     batch_size: int = 32
     lr: float = 2e-4
+    lr_schedule: LrSchedule = "constant"
+    lr_warmup_steps: int = 0
+    lr_min_factor: float = 0.1
+    lr_reference_batch: int | None = None
+    lr_scaling: LrScaling = "sqrt"
     max_epochs: int = 10
     max_steps: int = -1
     max_time_minutes: float | None = None
@@ -296,6 +314,13 @@ class TrainConfig:
         _check_positive("train.batch_size", self.batch_size)
         _check_positive("train.lr", self.lr)
         _check_positive("train.max_epochs", self.max_epochs)
+        check_choice("train.lr_schedule", self.lr_schedule, names(LrSchedule))
+        check_choice("train.lr_scaling", self.lr_scaling, names(LrScaling))
+        _check_positive("train.lr_warmup_steps", self.lr_warmup_steps, allow_zero=True)
+        if not 0.0 <= self.lr_min_factor <= 1.0:
+            raise ConfigError(f"train.lr_min_factor must be in [0, 1], got {self.lr_min_factor}")
+        if self.lr_reference_batch is not None:
+            _check_positive("train.lr_reference_batch", self.lr_reference_batch)
         if self.max_steps == 0 or self.max_steps < -1:
             raise ConfigError(f"train.max_steps must be -1 (no limit) or > 0, got {self.max_steps}")
         if not 0.0 <= self.val_fraction < 1.0:

@@ -19,15 +19,24 @@ from dsvae.errors import ConfigError, DsvaeError
 from dsvae.model import build_model
 from dsvae.model.objective import ELBO_TERMS, Objective, extra_term_names
 from dsvae.train.csv_log import RunCSVLogger
+from dsvae.train.schedule import build_scheduler, is_scheduled, peak_lr
 
 TERMS = ("loss", *ELBO_TERMS)
 METRICS = tuple(f"train/{t}" for t in TERMS) + tuple(f"val/{t}" for t in TERMS[1:])
+LR_COLUMN = "train/lr"
+
+
+def logs_lr(cfg: TrainConfig) -> bool:
+    """Whether the learning rate differs from ``train.lr`` at some step (then metrics.csv
+    has a ``train/lr`` column)."""
+    return is_scheduled(cfg) or cfg.lr_reference_batch is not None
 
 
 def metric_names(cfg: TrainConfig) -> tuple[str, ...]:
     """The columns of a run's metrics.csv under this training config."""
     extra = extra_term_names(cfg)
-    return METRICS + tuple(f"{stage}/{name}" for name in extra for stage in ("train", "val"))
+    extra_columns = tuple(f"{stage}/{name}" for name in extra for stage in ("train", "val"))
+    return METRICS + extra_columns + (LR_COLUMN,) * logs_lr(cfg)
 
 
 class NonFiniteLossError(DsvaeError):
@@ -117,6 +126,9 @@ class DSVAEModule(pl.LightningModule):
             extra, loss = self.objective.extra_terms(self.model, x, out, gen)
             terms = {**out.terms, **extra}
         self._log_terms(stage, terms, batch.shape[0], on_step=train)
+        if train and logs_lr(self.train_cfg):  # the rate this step uses
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            self.log(LR_COLUMN, lr, on_step=True, on_epoch=False, batch_size=batch.shape[0])
         return loss
 
     def _log_terms(self, stage: str, terms: dict, batch_size: int, on_step: bool) -> None:
@@ -131,11 +143,24 @@ class DSVAEModule(pl.LightningModule):
                 sync_dist=not on_step,
             )
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        fused = self.train_cfg.fused_adam
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
+        """Adam at the peak rate (:func:`~dsvae.train.schedule.peak_lr`), and with a warm-up
+        or a cosine a scheduler stepped after every optimiser step (none otherwise)."""
+        cfg = self.train_cfg
+        fused = cfg.fused_adam
         if fused is None:
             fused = self.trainer.strategy.root_device.type == "cuda"
-        return torch.optim.Adam(self.model.parameters(), lr=self.train_cfg.lr, fused=fused)
+        lr = peak_lr(cfg, self.trainer.world_size)
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, fused=fused)
+        if not is_scheduled(cfg):
+            return optimizer
+        # max_steps, or max_epochs x the batches per epoch (per process under DDP)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = build_scheduler(optimizer, cfg, total)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["dsvae_rng"] = {"torch": torch.get_rng_state()}

@@ -6,7 +6,8 @@ A run folder holds::
     metrics.csv          one row per logged step or epoch (appended on --resume)
     checkpoints/         Lightning checkpoints (atomic writes; last.ckpt for --resume)
     model/               the final model: config.json + model.safetensors
-    summary.json         final metrics, steps, this call's wall time and the whole run's training time
+    summary.json         final metrics, steps, the peak learning rate, this call's wall time and
+                         the whole run's training time
     pictures/            reconstructions and samples while training (train.pictures_every_n_epochs)
 """
 
@@ -335,6 +336,8 @@ def _finish(
         "time_s": clock.report(),
         "sequences_per_s": round(clock.rate(), 2),
         "steps_per_epoch": int(trainer.num_training_batches),
+        # train.lr as scaled to the global batch (train.lr_reference_batch), before the schedule
+        "peak_lr": _peak_lr(trainer),
         "metrics": metrics,
         "resumed": resume,
         "sequence_length": data.dataset.length,
@@ -342,6 +345,12 @@ def _finish(
     }
     atomic_write_json(run_dir / "summary.json", summary)
     return TrainResult(run_dir, model_dir, model, metrics, trainer.global_step, wall)
+
+
+def _peak_lr(trainer: pl.Trainer) -> float:
+    """The rate the optimiser's schedule scales (restored from the checkpoint on a resume)."""
+    group = trainer.optimizers[0].param_groups[0]
+    return float(group.get("initial_lr", group["lr"]))
 
 
 def resume_checkpoint(run_dir: Path) -> Path:
