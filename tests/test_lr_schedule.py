@@ -166,3 +166,11 @@ def test_a_constant_rate_has_no_scheduler_and_a_scaled_one_is_logged(ball_dir, t
     assert scaled.schedulers == [] and scaled.lr == pytest.approx(2 * LR)  # sqrt(16 / 4)
     assert lr_column(run) == pytest.approx({0: 2 * LR, 1: 2 * LR})
     assert json.loads((run / "summary.json").read_text())["peak_lr"] == pytest.approx(2 * LR)
+
+
+def test_a_decay_under_a_time_cap_without_a_step_count_is_warned(ball_dir, tmp_path):
+    config = tiny_config(
+        "train.max_epochs=1", "train.lr_schedule=cosine", "train.max_time_minutes=60"
+    )
+    with pytest.warns(UserWarning, match=r"decays over 5 steps .* set train\.max_steps"):
+        train(config, ball_dir, tmp_path / "capped")

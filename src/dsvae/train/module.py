@@ -11,6 +11,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from dsvae.config import ExperimentConfig, TrainConfig
@@ -156,6 +157,12 @@ class DSVAEModule(pl.LightningModule):
             return optimizer
         # max_steps, or max_epochs x the batches per epoch (per process under DDP)
         total = int(self.trainer.estimated_stepping_batches)
+        if cfg.lr_schedule != "constant" and cfg.max_time_minutes is not None and cfg.max_steps < 0:
+            rank_zero_warn(
+                f"train.lr_schedule={cfg.lr_schedule} decays over {total} steps "
+                f"(train.max_epochs), but train.max_time_minutes may stop the run before; "
+                "set train.max_steps to the steps that fit so that the decay ends with the run"
+            )
         scheduler = build_scheduler(optimizer, cfg, total)
         return {
             "optimizer": optimizer,
