@@ -126,6 +126,7 @@ def test_the_scheduler_gives_each_step_its_factor_and_restores_its_place():
 def test_a_run_follows_its_schedule_and_a_resume_continues_it(ball_dir, tmp_path):
     schedule = (
         "train.max_epochs=3",
+        "train.max_time_minutes=null",  # the quickstart's time cap would warn
         "train.lr_schedule=cosine",
         "train.lr_warmup_steps=3",
         "train.lr_min_factor=0.1",
