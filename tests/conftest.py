@@ -108,3 +108,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def ball80_dir(tmp_path_factory):
+    """80 bouncing-ball sequences of 6 16x16 frames: with 5% validation, 76 train in 5
+    batches of 16 and 4 validate."""
+    from dsvae.data import make_bouncing_ball_dataset
+
+    return make_bouncing_ball_dataset(
+        tmp_path_factory.mktemp("ball") / "d", n=80, length=6, size=16, seed=3
+    )

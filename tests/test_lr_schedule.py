@@ -11,25 +11,13 @@ import pytest
 import torch
 
 from dsvae.config import TrainConfig, load_config
-from dsvae.data import make_bouncing_ball_dataset
 from dsvae.errors import ConfigError
 from dsvae.train import train
 from dsvae.train.schedule import DECAYS, build_scheduler, lr_factor, peak_lr
-from tiny import TINY_MODEL, TINY_TRAIN
+from tiny import train_config
 
 LR = 0.003  # TINY_TRAIN's
 STEPS = 15  # 3 epochs of 5 steps: 76 training sequences in batches of 16
-
-
-@pytest.fixture(scope="module")
-def ball_dir(tmp_path_factory):
-    return make_bouncing_ball_dataset(
-        tmp_path_factory.mktemp("ball") / "d", n=80, length=6, size=16, seed=3
-    )
-
-
-def tiny_config(*extra: str):
-    return load_config("configs/quickstart.yaml", [*TINY_MODEL, *TINY_TRAIN, *extra])
 
 
 def lr_column(run) -> dict[int, float]:
@@ -123,7 +111,7 @@ def test_the_scheduler_gives_each_step_its_factor_and_restores_its_place():
     assert saved[0]["lr_lambdas"] == [None]  # the closure is rebuilt, not restored
 
 
-def test_a_run_follows_its_schedule_and_a_resume_continues_it(ball_dir, tmp_path):
+def test_a_run_follows_its_schedule_and_a_resume_continues_it(ball80_dir, tmp_path):
     schedule = (
         "train.max_epochs=3",
         "train.max_time_minutes=null",  # the quickstart's time cap would warn
@@ -132,46 +120,46 @@ def test_a_run_follows_its_schedule_and_a_resume_continues_it(ball_dir, tmp_path
         "train.lr_min_factor=0.1",
         "train.log_every_n_steps=1",
     )
-    straight = train(tiny_config(*schedule), ball_dir, tmp_path / "a")
+    straight = train(train_config(*schedule), ball80_dir, tmp_path / "a")
     lrs = lr_column(tmp_path / "a")
     assert sorted(lrs) == list(range(STEPS))
     assert lrs[0] == pytest.approx(LR / 3) and lrs[2] == pytest.approx(LR)
     assert lrs[STEPS - 1] == pytest.approx(0.1 * LR)
-    cfg = tiny_config(*schedule).train
+    cfg = train_config(*schedule).train
     assert [lrs[s] for s in range(STEPS)] == pytest.approx(
         [LR * lr_factor(s, cfg, STEPS) for s in range(STEPS)]
     )
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["peak_lr"] == LR
 
-    train(tiny_config(*schedule), ball_dir, tmp_path / "b", callbacks=[StopAfterFirstEpoch()])
+    train(train_config(*schedule), ball80_dir, tmp_path / "b", callbacks=[StopAfterFirstEpoch()])
     assert sorted(lr_column(tmp_path / "b")) == list(range(5))
-    resumed = train(tiny_config(*schedule), ball_dir, tmp_path / "b", resume=True)
+    resumed = train(train_config(*schedule), ball80_dir, tmp_path / "b", resume=True)
     assert resumed.global_step == STEPS
     assert lr_column(tmp_path / "b") == pytest.approx(lrs)  # the same rate at every step
     for name, value in straight.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=1e-5, atol=1e-6)
 
 
-def test_a_constant_rate_has_no_scheduler_and_a_scaled_one_is_logged(ball_dir, tmp_path):
+def test_a_constant_rate_has_no_scheduler_and_a_scaled_one_is_logged(ball80_dir, tmp_path):
     plain = Optimisation()
-    train(tiny_config("train.max_steps=2"), ball_dir, tmp_path / "plain", callbacks=[plain])
+    train(train_config("train.max_steps=2"), ball80_dir, tmp_path / "plain", callbacks=[plain])
     assert plain.schedulers == [] and plain.lr == LR
     with open(tmp_path / "plain" / "metrics.csv", newline="") as fh:
         assert "train/lr" not in next(csv.reader(fh))
     scaled = Optimisation()
     run = tmp_path / "scaled"
-    config = tiny_config(
+    config = train_config(
         "train.max_steps=2", "train.lr_reference_batch=4", "train.log_every_n_steps=1"
     )
-    train(config, ball_dir, run, callbacks=[scaled])
+    train(config, ball80_dir, run, callbacks=[scaled])
     assert scaled.schedulers == [] and scaled.lr == pytest.approx(2 * LR)  # sqrt(16 / 4)
     assert lr_column(run) == pytest.approx({0: 2 * LR, 1: 2 * LR})
     assert json.loads((run / "summary.json").read_text())["peak_lr"] == pytest.approx(2 * LR)
 
 
-def test_a_decay_under_a_time_cap_without_a_step_count_is_warned(ball_dir, tmp_path):
-    config = tiny_config(
+def test_a_decay_under_a_time_cap_without_a_step_count_is_warned(ball80_dir, tmp_path):
+    config = train_config(
         "train.max_epochs=1", "train.lr_schedule=cosine", "train.max_time_minutes=60"
     )
     with pytest.warns(UserWarning, match=r"decays over 5 steps .* set train\.max_steps"):
-        train(config, ball_dir, tmp_path / "capped")
+        train(config, ball80_dir, tmp_path / "capped")

@@ -13,28 +13,15 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from dsvae.config import load_config
 from dsvae.data import make_bouncing_ball_dataset
 from dsvae.errors import ConfigError
 from dsvae.train import train
 from dsvae.train.checkpoints import AtomicCheckpointIO
 from dsvae.train.run import checkpoint_io, resume_checkpoint
 from dsvae.train.timing import StageClock, TimedCheckpointIO
-from tiny import TINY_MODEL, TINY_TRAIN
+from tiny import train_config
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def ball_dir(tmp_path_factory):
-    # 80 sequences, 5% validation: 76 to train (5 batches of 16), 4 to validate
-    return make_bouncing_ball_dataset(
-        tmp_path_factory.mktemp("ball") / "d", n=80, length=6, size=16, seed=3
-    )
-
-
-def _config(*extra: str):
-    return load_config("configs/quickstart.yaml", [*TINY_MODEL, *TINY_TRAIN, *extra])
 
 
 class ValidationCounter(pl.Callback):
@@ -51,11 +38,11 @@ class ValidationCounter(pl.Callback):
         self.passes[-1] = (epoch, count + 1)
 
 
-def test_validation_every_k_epochs_on_a_fixed_subset(ball_dir, tmp_path):
+def test_validation_every_k_epochs_on_a_fixed_subset(ball80_dir, tmp_path):
     # 160 sequences at val_fraction 0.25: 40 to validate, 3 batches of 16
     data = make_bouncing_ball_dataset(tmp_path / "d", n=160, length=6, size=16, seed=4)
     counter = ValidationCounter()
-    config = _config(
+    config = train_config(
         "train.max_epochs=5",
         "train.val_fraction=0.25",
         "train.val_every_n_epochs=2",
@@ -71,8 +58,8 @@ def test_validation_every_k_epochs_on_a_fixed_subset(ball_dir, tmp_path):
     assert saved == ["epoch0003.ckpt", "epoch0004.ckpt"]  # save_top_k=2 of epochs 0..4
 
 
-def test_the_summary_says_where_the_time_went(ball_dir, tmp_path):
-    train(_config("train.max_epochs=2"), ball_dir, tmp_path / "run")
+def test_the_summary_says_where_the_time_went(ball80_dir, tmp_path):
+    train(train_config("train.max_epochs=2"), ball80_dir, tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     times = summary["time_s"]
     assert set(times) == {
@@ -87,11 +74,11 @@ def test_the_summary_says_where_the_time_went(ball_dir, tmp_path):
     assert summary["sequences_per_s"] == pytest.approx(152 / times["total"], rel=0.02)
 
 
-def test_async_checkpoints_write_the_same_resumable_files(ball_dir, tmp_path):
+def test_async_checkpoints_write_the_same_resumable_files(ball80_dir, tmp_path):
     for mode in ("false", "true"):
         train(
-            _config("train.max_epochs=2", f"train.async_checkpoints={mode}"),
-            ball_dir,
+            train_config("train.max_epochs=2", f"train.async_checkpoints={mode}"),
+            ball80_dir,
             tmp_path / mode,
         )
     sync = AtomicCheckpointIO().load_checkpoint(tmp_path / "false" / "checkpoints" / "last.ckpt")
@@ -100,17 +87,17 @@ def test_async_checkpoints_write_the_same_resumable_files(ball_dir, tmp_path):
     for key, value in sync["state_dict"].items():
         torch.testing.assert_close(threaded["state_dict"][key], value)  # same seed, same run
     # and the threaded run resumes from its own checkpoint
-    more = _config("train.max_epochs=3", "train.async_checkpoints=true")
-    result = train(more, ball_dir, tmp_path / "true", resume=True)
+    more = train_config("train.max_epochs=3", "train.async_checkpoints=true")
+    result = train(more, ball80_dir, tmp_path / "true", resume=True)
     assert result.global_step == 15
     assert resume_checkpoint(tmp_path / "true").name == "last.ckpt"
 
 
 def test_checkpoint_io_follows_the_setting_and_the_clock():
-    cfg = _config().train
+    cfg = train_config().train
     assert isinstance(checkpoint_io(cfg), AtomicCheckpointIO)  # no CUDA here: synchronous
     clock = StageClock()
-    timed = checkpoint_io(_config("train.async_checkpoints=true").train, clock)
+    timed = checkpoint_io(train_config("train.async_checkpoints=true").train, clock)
     assert isinstance(timed, TimedCheckpointIO) and clock.checkpoint_io is timed
     assert type(timed.inner).__name__ == "AsyncCheckpointIO"
 
@@ -135,10 +122,10 @@ def test_timed_checkpoint_io_counts_the_wait(tmp_path):
 )
 def test_bad_timing_settings_are_refused(override, message):
     with pytest.raises(ConfigError, match=message):
-        _config(override)
+        train_config(override)
 
 
-def test_compile_mode_reaches_torch_compile(ball_dir, tmp_path, monkeypatch):
+def test_compile_mode_reaches_torch_compile(ball80_dir, tmp_path, monkeypatch):
     modes = []
 
     def fake_compile(model, mode=None):
@@ -146,10 +133,10 @@ def test_compile_mode_reaches_torch_compile(ball_dir, tmp_path, monkeypatch):
         return model
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    config = _config(
+    config = train_config(
         "train.max_steps=1", "train.torch_compile=true", "train.compile_mode=reduce-overhead"
     )
-    train(config, ball_dir, tmp_path / "run")
+    train(config, ball80_dir, tmp_path / "run")
     assert modes == ["reduce-overhead"]
 
 
@@ -205,9 +192,9 @@ def _time_to_result():
     return module
 
 
-def test_time_to_result_puts_the_step_the_run_and_table1_side_by_side(ball_dir, tmp_path):
+def test_time_to_result_puts_the_step_the_run_and_table1_side_by_side(ball80_dir, tmp_path):
     out = tmp_path / "out"
-    train(_config("train.max_epochs=1"), ball_dir, tmp_path / "run")
+    train(train_config("train.max_epochs=1"), ball80_dir, tmp_path / "run")
     (out / "eval").mkdir(parents=True)
     (out / "summary.json").write_text((tmp_path / "run" / "summary.json").read_text())
     summary = json.loads((out / "summary.json").read_text())

@@ -56,3 +56,9 @@ TINY_TRAIN = [
     "train.progress_bar=false",
     "train.log_every_n_steps=2",
 ]
+
+
+def train_config(*extra: str) -> ExperimentConfig:
+    """:func:`tiny_config` at width 8 with the training tests' settings (``TINY_TRAIN``),
+    then ``extra``."""
+    return tiny_config(*TINY_TRAIN, *extra, width=8)
